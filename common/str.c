@@ -1,0 +1,108 @@
+/* str.c — bounded number parsing (no atoi, no unchecked strtol). */
+#include "common/str.h"
+
+#include <limits.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/err.h"
+
+int
+sl_parse_lln(const char *s, size_t n, long long min, long long max, long long *out)
+{
+	const unsigned long long bound = (unsigned long long)LLONG_MAX + 1;
+	unsigned long long acc = 0;
+	int neg = 0;
+	size_t i = 0;
+	long long v;
+
+	if (n && s[0] == '-') {
+		neg = 1;
+		i = 1;
+	}
+	if (i == n)
+		return SL_EINVAL;
+	for (; i < n; i++) {
+		unsigned d;
+
+		if (s[i] < '0' || s[i] > '9')
+			return SL_EINVAL;
+		d = (unsigned)(s[i] - '0');
+		if (acc > (bound - d) / 10)
+			return SL_EINVAL;
+		acc = acc * 10 + d;
+	}
+	if (neg)
+		v = acc == bound ? LLONG_MIN : -(long long)acc;
+	else if (acc > (unsigned long long)LLONG_MAX)
+		return SL_EINVAL;
+	else
+		v = (long long)acc;
+	if (v < min || v > max)
+		return SL_EINVAL;
+	*out = v;
+	return 0;
+}
+
+int
+sl_parse_ll(const char *s, long long min, long long max, long long *out)
+{
+	if (!s)
+		return SL_EINVAL;
+	return sl_parse_lln(s, strlen(s), min, max, out);
+}
+
+int
+sl_parse_bool(const char *s, int *out)
+{
+	static const char *yes[] = { "true", "1", "yes", "on" };
+	static const char *no[] = { "false", "0", "no", "off" };
+	size_t i;
+
+	if (!s)
+		return SL_EINVAL;
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcasecmp(s, yes[i])) {
+			*out = 1;
+			return 0;
+		}
+		if (!strcasecmp(s, no[i])) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return SL_EINVAL;
+}
+
+int
+sl_starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+size_t
+sl_strlcpy(char *dst, const char *src, size_t n)
+{
+	size_t len = strlen(src);
+
+	if (n) {
+		size_t copy = len < n - 1 ? len : n - 1;
+
+		memcpy(dst, src, copy);
+		dst[copy] = '\0';
+	}
+	return len;
+}
+
+void
+sl_hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
