@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "common/str.h"
 
 struct sl_db {
@@ -26,6 +27,17 @@ copy_message(char *dst, size_t n, const char *src)
 		dst[--len] = '\0';
 }
 
+/* Server NOTICEs ("relation already exists, skipping") go to the debug log, not stderr. */
+static void
+notice_to_log(void *arg, const char *message)
+{
+	char line[512];
+
+	(void)arg;
+	copy_message(line, sizeof(line), message);
+	sl_log_debug("database notice", SLF_S("notice", line), SLF_END);
+}
+
 static int
 connect_db(struct sl_db *db, struct sl_err *err)
 {
@@ -41,6 +53,7 @@ connect_db(struct sl_db *db, struct sl_err *err)
 			copy_message(err->detail, sizeof(err->detail), PQerrorMessage(db->conn));
 		return SL_ECONN;
 	}
+	PQsetNoticeProcessor(db->conn, notice_to_log, NULL);
 	return 0;
 }
 

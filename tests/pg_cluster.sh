@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# pg_cluster.sh — a throwaway PostgreSQL for the tests (and the benchmark).
+#
+#   pg_cluster.sh start DIR SLUICECTL   initdb into DIR, start it on a Unix socket in DIR,
+#                                       create database sluice_template and migrate it
+#   pg_cluster.sh stop DIR              stop it and delete DIR
+#
+# PostgreSQL refuses to run as root, so under root the cluster belongs to the
+# unprivileged user "sluice" (created when missing).  Settings favour speed
+# over durability (fsync off): the data is thrown away after the run.
+set -euo pipefail
+
+cmd=${1:?usage: pg_cluster.sh start|stop DIR [SLUICECTL]}
+dir=${2:?usage: pg_cluster.sh start|stop DIR [SLUICECTL]}
+
+pg_bindir() {
+	local d
+	for d in /usr/lib/postgresql/*/bin; do
+		[ -x "$d/initdb" ] && { echo "$d"; return; }
+	done
+	command -v initdb >/dev/null && { dirname "$(command -v initdb)"; return; }
+	echo "pg_cluster.sh: PostgreSQL server binaries not found (install postgresql)" >&2
+	exit 1
+}
+
+as_owner() {
+	if [ "$(id -u)" = 0 ]; then runuser -u sluice -- "$@"; else "$@"; fi
+}
+
+case "$cmd" in
+start)
+	ctl=${3:?pg_cluster.sh start DIR SLUICECTL}
+	bin=$(pg_bindir)
+	if [ "$(id -u)" = 0 ] && ! id sluice >/dev/null 2>&1; then
+		useradd --system --no-create-home --shell /usr/sbin/nologin sluice
+	fi
+	if [ -f "$dir/data/postmaster.pid" ]; then
+		as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	[ "$(id -u)" = 0 ] && chown sluice "$dir"
+	as_owner "$bin/initdb" -D "$dir/data" -A trust -N -U postgres -E UTF8 \
+		--locale=C >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+	cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$dir'
+port = 5432
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+log_min_messages = warning
+log_line_prefix = '%m [%p] %d '
+CONF
+	if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null; then
+		echo "pg_cluster.sh: PostgreSQL did not start; its log follows" >&2
+		cat "$dir/server.log" >&2
+		exit 1
+	fi
+	url="postgresql:///sluice_template?host=$dir&port=5432&user=postgres"
+	"$bin/psql" -qX "postgresql:///postgres?host=$dir&port=5432&user=postgres" \
+		-c "CREATE DATABASE sluice_template" >/dev/null
+	"$ctl" --database "$url" migrate >/dev/null
+	echo "$dir"
+	;;
+stop)
+	bin=$(pg_bindir)
+	if [ -f "$dir/data/postmaster.pid" ]; then
+		as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+	fi
+	rm -rf "$dir"
+	;;
+*)
+	echo "usage: pg_cluster.sh start|stop DIR [SLUICECTL]" >&2
+	exit 2
+	;;
+esac
