@@ -371,6 +371,9 @@ DECLARE
     v_ids          bigint[] := '{}';
     v_paused_kinds text[];
     v_hints        jsonb;
+    v_taken        jsonb := '{}';
+    v_last         jsonb;
+    v_behind       boolean;
     v_rescan       boolean;
     v_prio         smallint;
     v_orgs         bigint[];
@@ -418,11 +421,19 @@ BEGIN
                 EXIT WHEN v_left = 0;
                 v_key := v_org || ':' || v_prio;
                 v_want := least(v_quota, v_left);
+                -- Where to start in this lane: after what this claim already
+                -- took from it (own locks are not skipped, so never rescan
+                -- those), else at the session's hint, else at the start.
+                v_behind := false;
                 v_hint_at := '-infinity';
                 v_hint_id := 0;
-                IF NOT v_rescan AND v_hints ? v_key THEN
+                IF v_taken ? v_key THEN
+                    v_hint_at := (v_taken -> v_key ->> 0)::timestamptz;
+                    v_hint_id := (v_taken -> v_key ->> 1)::bigint;
+                ELSIF NOT v_rescan AND v_hints ? v_key THEN
                     v_hint_at := (v_hints -> v_key ->> 0)::timestamptz;
                     v_hint_id := (v_hints -> v_key ->> 1)::bigint;
+                    v_behind := true;
                 END IF;
 
                 SELECT array_agg(s.id ORDER BY s.run_at, s.id),
@@ -439,15 +450,18 @@ BEGIN
                          FOR UPDATE SKIP LOCKED) s;
                 v_n := coalesce(cardinality(v_got), 0);
                 IF v_n > 0 THEN
-                    v_hints := jsonb_set(v_hints, ARRAY[v_key],
-                                         jsonb_build_array(v_got_at[v_n], v_got[v_n]));
+                    v_last := jsonb_build_array(v_got_at[v_n], v_got[v_n]);
+                    v_hints := jsonb_set(v_hints, ARRAY[v_key], v_last);
+                    v_taken := jsonb_set(v_taken, ARRAY[v_key], v_last);
                     v_ids := v_ids || v_got;
                 END IF;
 
-                -- Short from a hint: look behind it once (DESIGN 3).
-                IF v_n < v_want AND v_hint_at > '-infinity' THEN
-                    SELECT array_agg(s.id) INTO v_got
-                      FROM (SELECT j.id FROM sluice.job j
+                -- Short from a session hint: look behind it once (DESIGN 3).
+                IF v_n < v_want AND v_behind THEN
+                    SELECT array_agg(s.id ORDER BY s.run_at, s.id),
+                           array_agg(s.run_at ORDER BY s.run_at, s.id)
+                      INTO v_got, v_got_at
+                      FROM (SELECT j.id, j.run_at FROM sluice.job j
                              WHERE j.state <> 'running'
                                AND j.org_id = v_org AND j.priority = v_prio
                                AND j.run_at <= v_now
@@ -457,6 +471,10 @@ BEGIN
                              LIMIT v_want - v_n
                              FOR UPDATE SKIP LOCKED) s;
                     IF v_got IS NOT NULL THEN
+                        IF v_n = 0 THEN
+                            v_taken := jsonb_set(v_taken, ARRAY[v_key], jsonb_build_array(
+                                v_got_at[cardinality(v_got)], v_got[cardinality(v_got)]));
+                        END IF;
                         v_ids := v_ids || v_got;
                         v_n := v_n + cardinality(v_got);
                     END IF;
