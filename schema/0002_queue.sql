@@ -829,11 +829,13 @@ RETURNS void LANGUAGE sql AS $$
      WHERE id = p_worker;
 $$;
 
--- A worker about to sleep (DESIGN 6).  Records when it will wake by itself
--- (the next wake-up, but no later than p_max_sleep from now) and whether it
--- may sleep: false means a producer is mid-transaction, so the worker should
--- look at the queue again shortly instead.  After a true answer the worker
--- must claim once more before it sleeps.
+-- A worker about to sleep (DESIGN 5 and 6).  First puts back jobs whose
+-- lease ran out (an idle worker wakes for the earliest lease expiry, so this
+-- is where lost jobs come back).  Then records when the worker will wake by
+-- itself (the next wake-up, but no later than p_max_sleep from now) and
+-- whether it may sleep: false means a producer is mid-transaction, so the
+-- worker should look at the queue again shortly instead.  After a true
+-- answer the worker must claim once more before it sleeps.
 CREATE FUNCTION sluice.worker_idle(p_worker text, p_max_sleep interval)
 RETURNS TABLE (wake_at timestamptz, may_sleep boolean)
 LANGUAGE plpgsql AS $$
@@ -841,6 +843,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_wake timestamptz;
 BEGIN
+    PERFORM sluice.reap_expired_leases();
     v_wake := least(sluice.next_wakeup(), clock_timestamp() + p_max_sleep);
     UPDATE sluice.worker
        SET waiting_until = v_wake, last_heartbeat_at = now(), stopped_at = NULL

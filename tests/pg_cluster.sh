@@ -3,6 +3,7 @@
 #
 #   pg_cluster.sh start DIR SLUICECTL   initdb into DIR, start it on a Unix socket in DIR,
 #                                       create database sluice_template and migrate it
+#   pg_cluster.sh restart DIR           restart it (fast shutdown), for the outage tests
 #   pg_cluster.sh stop DIR              stop it and delete DIR
 #
 # PostgreSQL refuses to run as root, so under root the cluster belongs to the
@@ -10,8 +11,8 @@
 # over durability (fsync off): the data is thrown away after the run.
 set -euo pipefail
 
-cmd=${1:?usage: pg_cluster.sh start|stop DIR [SLUICECTL]}
-dir=${2:?usage: pg_cluster.sh start|stop DIR [SLUICECTL]}
+cmd=${1:?usage: pg_cluster.sh start|restart|stop DIR [SLUICECTL]}
+dir=${2:?usage: pg_cluster.sh start|restart|stop DIR [SLUICECTL]}
 
 pg_bindir() {
 	local d
@@ -64,6 +65,10 @@ CONF
 	"$ctl" --database "$url" migrate >/dev/null
 	echo "$dir"
 	;;
+restart)
+	bin=$(pg_bindir)
+	as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
+	;;
 stop)
 	bin=$(pg_bindir)
 	if [ -f "$dir/data/postmaster.pid" ]; then
@@ -72,7 +77,7 @@ stop)
 	rm -rf "$dir"
 	;;
 *)
-	echo "usage: pg_cluster.sh start|stop DIR [SLUICECTL]" >&2
+	echo "usage: pg_cluster.sh start|restart|stop DIR [SLUICECTL]" >&2
 	exit 2
 	;;
 esac

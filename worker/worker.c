@@ -294,6 +294,7 @@ take_claimed(struct sl_worker *w, PGresult *res)
 	int row;
 
 	drop_batch(w);
+	w->lease_ms = LLONG_MAX;
 	for (row = 0; row < PQntuples(res) && w->n_batch < MAX_BATCH; row++) {
 		struct held *h = &w->batch[w->n_batch];
 		long long lease_left = 0;
@@ -305,9 +306,12 @@ take_claimed(struct sl_worker *w, PGresult *res)
 			continue;
 		}
 		w->n_batch++;
-		if (lease_left > w->lease_ms)
+		if (lease_left < w->lease_ms)
 			w->lease_ms = lease_left;
 	}
+	/* Heartbeat three times per lease (the lease is an operator's setting). */
+	if (w->lease_ms < 300 || w->lease_ms == LLONG_MAX)
+		w->lease_ms = w->lease_ms == LLONG_MAX ? 30000 : 300;
 	if (w->n_batch)
 		w->next_heartbeat_ms = sl_mono_ms() + w->lease_ms / 3;
 }
@@ -477,7 +481,9 @@ sl_job_tick(struct sl_jobctx *ctx, struct sl_err *err)
 	if (now >= ctx->deadline_ms)
 		return sl_err_set(err, SL_ETIMEOUT, SL_RETRY_BACKOFF,
 		                  "job timed out after %lld ms", now - ctx->started_ms);
-	if (stopping(w) && w->stop_deadline_ms && now >= w->stop_deadline_ms)
+	if (stopping(w) && !w->stop_deadline_ms)
+		w->stop_deadline_ms = now + w->conf->shutdown_grace_ms;
+	if (stopping(w) && now >= w->stop_deadline_ms)
 		return sl_err_set(err, SL_ECANCELLED, SL_RETRY_AFTER,
 		                  "worker is shutting down");
 	if (!sl_db_ok(w->db))
@@ -781,6 +787,7 @@ idle(struct sl_worker *w, long long *backoff_ms, struct sl_err *err)
 	if (sl_parse_ll(sl_pg_get(res, 0, "wake_in_ms"), LLONG_MIN, LLONG_MAX, &wake_in))
 		wake_in = w->conf->poll_interval_ms;
 	PQclear(res);
+	/* worker_idle() just reaped expired leases. */
 	w->next_reap_ms = sl_mono_ms() + w->conf->reap_interval_ms;
 
 	if (!may_sleep) {
