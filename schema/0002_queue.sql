@@ -235,6 +235,7 @@ DECLARE
     v_keys      text[];
     v_inserted  bigint[];
     v_first_run timestamptz;
+    v_any_keys  boolean;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM sluice.org WHERE id = p_org) THEN
         RAISE EXCEPTION 'org % does not exist', p_org
@@ -265,21 +266,37 @@ BEGIN
         INSERT INTO sluice.job_lane (org_id, priority)
         SELECT DISTINCT p_org, priority FROM input
         ON CONFLICT DO NOTHING),
-    ins AS (
+    -- Two inserts: ON CONFLICT makes every row a speculative insertion (an
+    -- extra WAL record each), so only rows with a dedupe key pay for it.
+    plain AS (
+        INSERT INTO sluice.job (id, org_id, connector_id, kind, payload,
+                                priority, run_at, max_attempts)
+        SELECT id, p_org, connector_id, kind, payload, priority, run_at,
+               max_attempts
+          FROM input WHERE dedupe_key IS NULL ORDER BY ord),
+    keyed AS (
         INSERT INTO sluice.job (id, org_id, connector_id, kind, payload,
                                 priority, run_at, max_attempts, dedupe_key)
         SELECT id, p_org, connector_id, kind, payload, priority, run_at,
                max_attempts, dedupe_key
-          FROM input ORDER BY ord
+          FROM input WHERE dedupe_key IS NOT NULL ORDER BY ord
         ON CONFLICT (org_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-        RETURNING id, run_at)
+        RETURNING id)
     SELECT array_agg(i.id ORDER BY i.ord), array_agg(i.dedupe_key ORDER BY i.ord),
-           (SELECT array_agg(id) FROM ins), (SELECT min(run_at) FROM ins)
-      INTO v_ids, v_keys, v_inserted, v_first_run
+           (SELECT array_agg(id) FROM keyed), min(i.run_at),
+           bool_or(i.dedupe_key IS NOT NULL)
+      INTO v_ids, v_keys, v_inserted, v_first_run, v_any_keys
       FROM input i;
 
     IF v_first_run IS NOT NULL THEN
         PERFORM sluice.wake_workers(v_first_run);
+    END IF;
+
+    IF NOT v_any_keys THEN
+        RETURN QUERY
+            SELECT o.ord::integer, o.id, false
+              FROM unnest(v_ids) WITH ORDINALITY AS o(id, ord);
+        RETURN;
     END IF;
 
     -- An element whose id did not land lost to a live job holding its dedupe
@@ -287,14 +304,14 @@ BEGIN
     -- moment ago and is in the archive by now).
     RETURN QUERY
         SELECT o.ord::integer,
-               CASE WHEN n.id IS NOT NULL THEN o.id
+               CASE WHEN o.key IS NULL OR n.id IS NOT NULL THEN o.id
                     ELSE coalesce(
                         (SELECT d.id FROM sluice.job d
                           WHERE d.org_id = p_org AND d.dedupe_key = o.key),
                         (SELECT a.id FROM sluice.job_archive a
                           WHERE a.org_id = p_org AND a.dedupe_key = o.key
                           ORDER BY a.finished_at DESC LIMIT 1)) END,
-               n.id IS NULL
+               o.key IS NOT NULL AND n.id IS NULL
           FROM unnest(v_ids, v_keys) WITH ORDINALITY AS o(id, key, ord)
           LEFT JOIN unnest(v_inserted) AS n(id) ON n.id = o.id
          ORDER BY o.ord;
@@ -388,6 +405,9 @@ DECLARE
     v_hint_at      timestamptz;
     v_hint_id      bigint;
     v_n            integer;
+    v_lease_until  timestamptz;
+    v_timeout      interval;
+    v_token        uuid;
 BEGIN
     IF v_left = 0 THEN
         RETURN;
@@ -500,23 +520,25 @@ BEGIN
     UPDATE sluice.worker SET waiting_until = NULL
      WHERE id = p_worker AND waiting_until IS NOT NULL;
 
+    v_lease_until := v_now + sluice.setting_interval('lease');
+    v_timeout := sluice.setting_interval('default_timeout');
+    v_token := gen_random_uuid();
     RETURN QUERY
     WITH claimed AS (
         UPDATE sluice.job j
            SET state = 'running',
                attempts = j.attempts + 1,
-               claim_token = t.token,
+               claim_token = v_token,
                worker_id = p_worker,
-               locked_until = v_now + sluice.setting_interval('lease'),
+               locked_until = v_lease_until,
                started_at = v_now,
                hold_reason = NULL
-          FROM (SELECT gen_random_uuid() AS token) t
          WHERE j.id = ANY (v_ids)
-        RETURNING j.*)
+        RETURNING j.id, j.org_id, j.connector_id, j.kind, j.payload, j.priority,
+                  j.attempts, j.max_attempts, j.run_at, j.created_at)
     SELECT c.id, c.org_id, c.connector_id, c.kind, c.payload, c.priority,
-           c.attempts, c.max_attempts, c.claim_token, c.locked_until,
-           (extract(epoch FROM coalesce(kp.timeout,
-                sluice.setting_interval('default_timeout'))) * 1000)::bigint,
+           c.attempts, c.max_attempts, v_token, v_lease_until,
+           (extract(epoch FROM coalesce(kp.timeout, v_timeout)) * 1000)::bigint,
            c.created_at, c.run_at
       FROM claimed c
       LEFT JOIN sluice.kind_policy kp ON kp.kind = c.kind
@@ -599,17 +621,37 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    -- done: the hot path.
-    WITH i AS (SELECT * FROM unnest(p_ids, p_tokens, p_outcomes, p_details)
-                         AS i(id, token, outcome, detail)
-                WHERE outcome = 'done'),
-    d AS (DELETE FROM sluice.job j USING i
-           WHERE j.id = i.id AND j.claim_token = i.token AND j.state = 'running'
-          RETURNING j, i.detail)
-    SELECT array_agg(d.j), array_agg(d.detail) INTO v_rows, v_results FROM d;
-    IF v_rows IS NOT NULL THEN
-        PERFORM sluice.archive_jobs(v_rows, 'done', v_results);
-        v_settled := v_settled || ARRAY(SELECT (r).id FROM unnest(v_rows) r);
+    -- done: the hot path, one statement.
+    IF 'done' = ANY (p_outcomes) THEN
+        WITH i AS (SELECT * FROM unnest(p_ids, p_tokens, p_outcomes, p_details)
+                             AS i(id, token, outcome, detail)
+                    WHERE outcome = 'done'),
+        d AS (DELETE FROM sluice.job j USING i
+               WHERE j.id = i.id AND j.claim_token = i.token AND j.state = 'running'
+              RETURNING j.*, i.detail),
+        a AS (INSERT INTO sluice.job_archive (id, org_id, connector_id, kind,
+                  payload, priority, state, run_at, attempts, max_attempts,
+                  dedupe_key, worker_id, created_at, started_at, finished_at,
+                  result, last_error, errors)
+              SELECT id, org_id, connector_id, kind, payload, priority, 'done',
+                     run_at, attempts, max_attempts, dedupe_key, worker_id,
+                     created_at, started_at, clock_timestamp(), detail,
+                     last_error, errors
+                FROM d
+              RETURNING id)
+        SELECT v_settled || coalesce(array_agg(a.id), '{}') INTO v_settled FROM a;
+    END IF;
+    IF NOT (p_outcomes && ARRAY['fail', 'retry_later', 'release', 'cancel']) THEN
+        RETURN QUERY
+            SELECT i.id, s.id IS NOT NULL,
+                   CASE WHEN s.id IS NOT NULL THEN 'done' ELSE
+                        (SELECT coalesce(j.state, a.state) FROM (SELECT 1) x
+                           LEFT JOIN sluice.job j ON j.id = i.id
+                           LEFT JOIN sluice.job_archive a ON a.id = i.id) END
+              FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord)
+              LEFT JOIN unnest(v_settled) AS s(id) ON s.id = i.id
+             ORDER BY i.ord;
+        RETURN;
     END IF;
 
     -- fail, last attempt or permanent: dead.
@@ -735,12 +777,14 @@ CREATE FUNCTION sluice.heartbeat(p_worker text, p_ids bigint[] DEFAULT '{}',
 RETURNS TABLE (job_id bigint, locked_until timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+    v_until timestamptz := clock_timestamp() + sluice.setting_interval('lease');
 BEGIN
     UPDATE sluice.worker SET last_heartbeat_at = now(), stopped_at = NULL
      WHERE id = p_worker;
     RETURN QUERY
         UPDATE sluice.job j
-           SET locked_until = clock_timestamp() + sluice.setting_interval('lease')
+           SET locked_until = v_until
           FROM unnest(p_ids, p_tokens) AS h(id, token)
          WHERE j.id = h.id AND j.claim_token = h.token AND j.state = 'running'
         RETURNING j.id, j.locked_until;
@@ -858,7 +902,7 @@ RETURNS integer LANGUAGE sql AS $$
     WITH d AS (
         DELETE FROM sluice.job_archive
          WHERE id IN (SELECT id FROM sluice.job_archive
-                       WHERE finished_at < now() - sluice.setting_interval('retention')
+                       WHERE finished_at < (SELECT now() - sluice.setting_interval('retention'))
                        ORDER BY finished_at
                        LIMIT coalesce(p_batch, sluice.setting_int('prune_batch'))
                        FOR UPDATE SKIP LOCKED)

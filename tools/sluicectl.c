@@ -19,7 +19,8 @@ struct cmd {
 	const char *help;
 };
 
-static const struct cmd *find_cmd(const char *name);
+/* The command being run, for its usage line in error messages. */
+static const struct cmd *running;
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -33,12 +34,10 @@ fail(const struct sl_err *err)
 }
 
 static int
-usage_error(const char *name, const char *why)
+usage_error(const char *why)
 {
-	const struct cmd *c = find_cmd(name);
-
-	fprintf(stderr, "sluicectl %s: %s\nusage: sluicectl %s\n", name, why,
-	        c ? c->usage : name);
+	fprintf(stderr, "sluicectl %s: %s\nusage: sluicectl %s\n", running->name, why,
+	        running->usage);
 	return EXIT_USAGE;
 }
 
@@ -186,7 +185,7 @@ cmd_migrate(struct sl_db *db, int argc, char **argv)
 	int applied = 0, version = 0;
 
 	if (leftover_option(argc, argv) || positional(argc, argv, 1))
-		return usage_error("migrate", "unexpected argument");
+		return usage_error("unexpected argument");
 	if (sl_migrate(db, dir, &applied, &version, &err))
 		return fail(&err);
 	printf("schema at version %d (%d migration%s applied now)\n", version, applied,
@@ -206,7 +205,7 @@ cmd_org(struct sl_db *db, int argc, char **argv)
 	if (verb && !strcmp(verb, "list"))
 		return show(db, "SELECT id, name, created_at FROM sluice.org ORDER BY id", 0, NULL);
 	if (!verb || strcmp(verb, "create") || !name || positional(argc, argv, 3))
-		return usage_error("org", "expected: org create NAME, or org list");
+		return usage_error("expected: org create NAME, or org list");
 	if (sl_db_query(db, &res, "SELECT sluice.create_org($1) AS id", 1, params, &err))
 		return fail(&err);
 	printf("%s\n", PQgetvalue(res, 0, 0));
@@ -231,15 +230,15 @@ key_create(struct sl_db *db, int argc, char **argv)
 
 	while ((scope = opt(argc, argv, "--scope")) != NULL) {
 		if (strcmp(scope, "admin") && strcmp(scope, "write") && strcmp(scope, "read"))
-			return usage_error("key", "--scope must be admin, write or read");
+			return usage_error("--scope must be admin, write or read");
 		if (used + strlen(scope) + 3 >= sizeof(scopes))
-			return usage_error("key", "too many scopes");
+			return usage_error("too many scopes");
 		used += (size_t)snprintf(scopes + used, sizeof(scopes) - used, "%s%s",
 		                         used > 1 ? "," : "", scope);
 	}
 	snprintf(scopes + used, sizeof(scopes) - used, "%s}", used > 1 ? "" : "read,write");
 	if (!valid_id(org) || !name || leftover_option(argc, argv) || positional(argc, argv, 2))
-		return usage_error("key", "expected: key create --org ID --name NAME [--scope S]...");
+		return usage_error("expected: key create --org ID --name NAME [--scope S]...");
 
 	/* sk_ + 40 characters from [A-Za-z0-9]: about 238 bits. */
 	memcpy(key, "sk_", 3);
@@ -271,7 +270,7 @@ cmd_key(struct sl_db *db, int argc, char **argv)
 		return show(db, "SELECT id, org_id, name, prefix, scopes, created_at, revoked_at,"
 		                " last_used_at FROM sluice.api_key ORDER BY id", 0, NULL);
 	if (!verb || strcmp(verb, "revoke") || !valid_id(id))
-		return usage_error("key", "expected: key create …, key list, or key revoke KEY_ID");
+		return usage_error("expected: key create …, key list, or key revoke KEY_ID");
 	return yes_no(db, "SELECT sluice.revoke_api_key($1::bigint)", 1,
 	              (const char *const[]){ id }, "revoked", "no such active key");
 }
@@ -293,9 +292,9 @@ cmd_enqueue(struct sl_db *db, int argc, char **argv)
 	long long p;
 
 	if (!valid_id(org) || !kind || positional(argc, argv, 2) || leftover_option(argc, argv))
-		return usage_error("enqueue", "an org and a kind are required");
+		return usage_error("an org and a kind are required");
 	if (priority && sl_parse_ll(priority, 1, 5, &p))
-		return usage_error("enqueue", "--priority must be 1 (highest) to 5");
+		return usage_error("--priority must be 1 (highest) to 5");
 	params[0] = org;
 	params[1] = kind;
 	params[2] = payload ? payload : "{}";
@@ -320,7 +319,7 @@ cmd_queue(struct sl_db *db, int argc, char **argv)
 	int rc;
 
 	if (positional(argc, argv, 1) || leftover_option(argc, argv))
-		return usage_error("queue", "no arguments expected");
+		return usage_error("no arguments expected");
 	printf("Live jobs:\n");
 	rc = show(db, "SELECT state, runnable, kind, priority, org_id, jobs FROM sluice.queue_depth"
 	              " ORDER BY state, kind, priority, org_id", 0, NULL);
@@ -347,11 +346,11 @@ cmd_jobs(struct sl_db *db, int argc, char **argv)
 	long long n;
 
 	if (positional(argc, argv, 1) || leftover_option(argc, argv))
-		return usage_error("jobs", "unexpected argument");
+		return usage_error("unexpected argument");
 	if (params[2] && !valid_id(params[2]))
-		return usage_error("jobs", "--org takes an org id");
+		return usage_error("--org takes an org id");
 	if (params[3] && sl_parse_ll(params[3], 1, 100000, &n))
-		return usage_error("jobs", "--limit takes 1 to 100000");
+		return usage_error("--limit takes 1 to 100000");
 	return show(db, "SELECT id, org_id, kind, priority, state, attempts, max_attempts, run_at,"
 	                " worker_id, finished_at, left(last_error, 60) AS last_error"
 	                " FROM sluice.jobs"
@@ -368,7 +367,7 @@ cmd_why(struct sl_db *db, int argc, char **argv)
 	PGresult *res;
 
 	if (!valid_id(id) || positional(argc, argv, 2))
-		return usage_error("why", "expected a job id");
+		return usage_error("expected a job id");
 	if (sl_db_query(db, &res, "SELECT state, reason FROM sluice.why($1::bigint)", 1,
 	                (const char *const[]){ id }, &err))
 		return fail(&err);
@@ -389,7 +388,7 @@ cmd_retry(struct sl_db *db, int argc, char **argv)
 
 	if (id && !strcmp(id, "all")) {
 		if (org && !valid_id(org))
-			return usage_error("retry", "--org takes an org id");
+			return usage_error("--org takes an org id");
 		if (sl_db_query(db, &res, "SELECT sluice.retry_dead_jobs($1, $2::bigint)", 2,
 		                (const char *const[]){ kind, org }, &err))
 			return fail(&err);
@@ -398,7 +397,7 @@ cmd_retry(struct sl_db *db, int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (!valid_id(id) || kind || org || positional(argc, argv, 2))
-		return usage_error("retry", "expected a job id, or: retry all [--kind K] [--org ID]");
+		return usage_error("expected a job id, or: retry all [--kind K] [--org ID]");
 	return yes_no(db, "SELECT sluice.retry_dead_job($1::bigint)", 1,
 	              (const char *const[]){ id }, "queued again", "not a dead job");
 }
@@ -410,7 +409,7 @@ cmd_cancel(struct sl_db *db, int argc, char **argv)
 	const char *id = positional(argc, argv, 1);
 
 	if (!valid_id(id) || positional(argc, argv, 2) || leftover_option(argc, argv))
-		return usage_error("cancel", "expected a job id");
+		return usage_error("expected a job id");
 	return yes_no(db, "SELECT sluice.cancel_job($1::bigint, $2)", 2,
 	              (const char *const[]){ id, reason }, "cancelled",
 	              "not a live job (unknown, or already ended)");
@@ -422,13 +421,12 @@ pause_or_resume(struct sl_db *db, int argc, char **argv, int pause)
 	const char *reason = opt(argc, argv, "--reason");
 	const char *scope = positional(argc, argv, 1);
 	const char *name = positional(argc, argv, 2);
-	const char *cmd = pause ? "pause" : "resume";
 
 	if (!scope || !name || positional(argc, argv, 3) || leftover_option(argc, argv) ||
 	    (strcmp(scope, "kind") && strcmp(scope, "org")))
-		return usage_error(cmd, "expected: kind KIND, or org ID");
+		return usage_error("expected: kind KIND, or org ID");
 	if (!strcmp(scope, "org") && !valid_id(name))
-		return usage_error(cmd, "org takes an org id");
+		return usage_error("org takes an org id");
 	if (pause) {
 		const char *sql = !strcmp(scope, "kind")
 			? "SELECT sluice.pause_kind($1, $2) IS NULL"
@@ -457,7 +455,7 @@ static int
 cmd_workers(struct sl_db *db, int argc, char **argv)
 {
 	if (positional(argc, argv, 1) || leftover_option(argc, argv))
-		return usage_error("workers", "no arguments expected");
+		return usage_error("no arguments expected");
 	return show(db, "SELECT id, host, pid, status, jobs_held, started_at,"
 	                " date_trunc('second', heartbeat_age) AS heartbeat_age"
 	                " FROM sluice.workers WHERE status <> 'stopped'"
@@ -554,6 +552,7 @@ main(int argc, char **argv)
 	}
 	if (sl_db_open(&db, url, "sluicectl", &err))
 		return fail(&err);
+	running = c;
 	rc = c->run(db, argc - 1, argv + 1);
 	sl_db_free(db);
 	return rc;

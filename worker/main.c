@@ -16,9 +16,12 @@ static struct sl_worker_conf conf;
 static const struct sl_conf_key keys[] = {
 	{ "DATABASE_URL", SL_CONF_STR, &conf.database_url, NULL, 0, 0, 0, 1,
 	  "PostgreSQL to work for (postgresql://… URL or key=value string). Required." },
-	{ "SLUICE_WORKER_BATCH", SL_CONF_INT, &conf.batch, "100", 1, 1000, 1, 0,
-	  "Jobs claimed per round trip. Larger batches mean fewer round trips; a slow "
+	{ "SLUICE_WORKER_BATCH", SL_CONF_INT, &conf.batch, "1000", 1, 1000, 1, 0,
+	  "Most jobs claimed per round trip. Larger batches mean fewer round trips; a slow "
 	  "job gives the unstarted rest of its batch back (SLUICE_WORKER_RELEASE_AFTER)." },
+	{ "SLUICE_WORKER_BATCH_TIME", SL_CONF_MS, &conf.batch_time_ms, "200ms", 1, 3600000, 1, 0,
+	  "A worker claims about as many jobs as it expects to run in this long, from the "
+	  "mean duration of its recent jobs (never more than SLUICE_WORKER_BATCH)." },
 	{ "SLUICE_WORKER_LISTEN", SL_CONF_BOOL, &conf.listen, "on", 0, 0, 0, 0,
 	  "Sleep on LISTEN/NOTIFY. Turn off behind a transaction-mode pooler, and set "
 	  "SLUICE_WORKER_POLL_INTERVAL to how often to look instead." },

@@ -112,6 +112,7 @@ struct sl_worker {
 	size_t          n_out;
 	long long       first_out_ms;      /* when out[0] was recorded */
 
+	double          mean_job_ms;       /* moving mean of job durations, for the batch size */
 	struct sl_jobctx *cur;             /* the running job, if any */
 	long long       next_heartbeat_ms;
 	long long       next_reap_ms;
@@ -317,6 +318,24 @@ take_claimed(struct sl_worker *w, PGresult *res)
 }
 
 /*
+ * How many jobs to claim: about what runs in batch_time_ms at the recent mean
+ * job duration, within [1, batch].  Fast jobs come a thousand to a round
+ * trip; slow ones one at a time, so that they are not held from other workers.
+ */
+static long long
+batch_size(const struct sl_worker *w)
+{
+	double n;
+
+	if (w->mean_job_ms <= 0)
+		return w->conf->batch;
+	n = (double)w->conf->batch_time_ms / w->mean_job_ms;
+	if (n >= (double)w->conf->batch)
+		return w->conf->batch;
+	return n < 1 ? 1 : (long long)n;
+}
+
+/*
  * Writes the pending outcomes and, if want_claim, claims the next batch —
  * one round trip, one transaction.  *claimed is the number of jobs claimed.
  */
@@ -347,7 +366,7 @@ settle_and_claim(struct sl_worker *w, int want_claim, size_t *claimed, struct sl
 		settle_at = n++;
 	}
 	if (want_claim) {
-		snprintf(limit, sizeof(limit), "%lld", w->conf->batch);
+		snprintf(limit, sizeof(limit), "%lld", batch_size(w));
 		st[n] = (struct sl_stmt){ claim_sql, 2, claim_params };
 		claim_at = n++;
 	}
@@ -628,6 +647,9 @@ run_job(struct sl_worker *w, struct held *h)
 		w->cur = NULL;
 	}
 	duration = sl_mono_ms() - ctx.started_ms;
+	/* Exponential moving mean; sub-millisecond jobs count as a tenth of one. */
+	w->mean_job_ms = w->mean_job_ms <= 0 ? (double)duration
+	               : 0.8 * w->mean_job_ms + 0.2 * (duration ? (double)duration : 0.1);
 
 	if (rc == 0) {
 		char *text = result ? sl_strdup(sl_json_text(result)) : NULL;

@@ -7,7 +7,8 @@
 /* Settings of one worker process; main.c fills them from the config table. */
 struct sl_worker_conf {
 	char     *database_url;
-	long long batch;              /* jobs claimed per round trip */
+	long long batch;              /* most jobs claimed per round trip */
+	long long batch_time_ms;      /* claim about as many jobs as run in this long */
 	long long poll_interval_ms;   /* longest sleep without a look at the queue */
 	int       listen;             /* wait for NOTIFY (off behind a transaction pooler) */
 	long long flush_ms;           /* longest a finished job waits to be written */
