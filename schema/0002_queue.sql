@@ -29,10 +29,14 @@
 --    all jobs already processed that VACUUM cannot remove yet — which, while
 --    some session holds an old snapshot open, is every job processed since
 --    that snapshot was taken, and the claim cost would grow without bound.
---    Jobs can appear behind a hint (a producer's transaction that commits
---    late, a claim that rolled back, a kind resumed), so a lane is rescanned
---    from its start when a hinted scan comes up short, and at least every
---    claim_rescan_interval otherwise.
+--    Jobs can appear behind a hint: a producer's transaction commits a
+--    moment after a later job's, or a claim rolls back.  So a session also
+--    looks claim_rescan_window behind its hints every claim_rescan_interval,
+--    and whenever a hinted scan comes up short.  A job further behind (its
+--    producer's transaction stayed open longer than the window; a kind or
+--    org resumed) is found when every session drops its hints: resume_kind()
+--    and resume_org() do that at once, and housekeeping once a minute
+--    (sluice.rescan_all()).  The reaper keeps a hint of the same kind.
 --
 -- 4. Settling.  Complete, fail, retry-later, release and cancel all go through
 --    sluice.settle_jobs(), which takes the claim token: a worker whose lease
@@ -183,8 +187,10 @@ INSERT INTO sluice.setting (name, value, kind, description) VALUES
   'Attempts a job gets when neither the enqueue nor its kind policy says.'),
  ('default_timeout', '5 minutes', 'interval',
   'How long one attempt may run when its kind policy does not say.'),
- ('claim_rescan_interval', '1 second', 'interval',
-  'How often a session rescans each lane from its start instead of from its hint (DESIGN 3).'),
+ ('claim_rescan_interval', '5 seconds', 'interval',
+  'How often a session also looks a window behind each of its claim hints (DESIGN 3).'),
+ ('claim_rescan_window', '2 seconds', 'interval',
+  'How far behind a claim hint a session looks for jobs that appeared late (DESIGN 3).'),
  ('worker_stale_after', '2 minutes', 'interval',
   'A worker whose last heartbeat is older than this is reported as lost.'),
  ('prune_batch', '10000', 'integer',
@@ -229,7 +235,9 @@ RETURNS TABLE (ord integer, job_id bigint, deduplicated boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_now       timestamptz := now();
+    -- Not now(): a job's place in its lane is when it was enqueued, not when
+    -- its transaction began (a long transaction would queue it late).
+    v_now       timestamptz := clock_timestamp();
     v_default   integer := sluice.setting_int('default_max_attempts');
     v_ids       bigint[];
     v_keys      text[];
@@ -378,6 +386,60 @@ CREATE TYPE sluice.claimed_job AS (
     run_at        timestamptz
 );
 
+-- Session hints (DESIGN 3) are dropped by every session whenever this
+-- sequence moves: resuming a kind or org moves it, and so does housekeeping
+-- every minute, which bounds how long a job can sit unseen behind a hint.
+-- A sequence, because reading it costs no MVCC version.
+CREATE SEQUENCE sluice.claim_epoch;
+-- Called once so that last_value moves on every later nextval().
+SELECT nextval('sluice.claim_epoch');
+
+CREATE FUNCTION sluice.rescan_all()
+RETURNS void LANGUAGE sql AS $$ SELECT nextval('sluice.claim_epoch') $$;
+
+-- Whether this session's hints are still good; if not, forgets them.
+CREATE FUNCTION sluice.hints_current()
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_epoch text := (SELECT last_value FROM sluice.claim_epoch)::text;
+BEGIN
+    IF current_setting('sluice.claim_epoch', true) IS NOT DISTINCT FROM v_epoch THEN
+        RETURN true;
+    END IF;
+    PERFORM set_config('sluice.claim_epoch', v_epoch, false);
+    PERFORM set_config('sluice.claim_hints', '', false);
+    PERFORM set_config('sluice.reap_from', '', false);
+    RETURN false;
+END $$;
+
+-- Locks up to p_limit runnable jobs of one lane with (run_at, id) in
+-- (p_after, p_upto], oldest first, skipping rows other sessions hold.
+--
+-- Always planned for its actual arguments: with the limit and bounds unknown
+-- the planner picks a bitmap scan and a sort, which reads the whole backlog
+-- to return its first few rows.  An ordered walk of job_ready_idx that stops
+-- at the limit is the plan this function exists for.
+CREATE FUNCTION sluice.lock_lane(p_org bigint, p_priority smallint,
+                                 p_after_at timestamptz, p_after_id bigint,
+                                 p_upto_at timestamptz, p_upto_id bigint,
+                                 p_paused_kinds text[], p_limit integer)
+RETURNS TABLE (id bigint, run_at timestamptz)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT j.id, j.run_at FROM sluice.job j
+         WHERE j.state <> 'running'
+           AND j.org_id = p_org AND j.priority = p_priority
+           AND (j.run_at, j.id) > (p_after_at, p_after_id)
+           AND (j.run_at, j.id) <= (p_upto_at, p_upto_id)
+           AND j.kind <> ALL (p_paused_kinds)
+         ORDER BY j.run_at, j.id
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED;
+END $$;
+
 -- Claims up to p_max runnable jobs for worker p_worker (DESIGN 2 and 3).
 CREATE FUNCTION sluice.claim_jobs(p_worker text, p_max integer DEFAULT 1)
 RETURNS SETOF sluice.claimed_job
@@ -387,11 +449,10 @@ DECLARE
     v_left         integer := least(greatest(coalesce(p_max, 1), 0), 1000);
     v_ids          bigint[] := '{}';
     v_paused_kinds text[];
-    v_hints        jsonb;
+    v_hints        jsonb := '{}';
     v_taken        jsonb := '{}';
-    v_last         jsonb;
-    v_behind       boolean;
-    v_rescan       boolean;
+    v_window       interval := sluice.setting_interval('claim_rescan_window');
+    v_look_behind  boolean;
     v_prio         smallint;
     v_orgs         bigint[];
     v_active       bigint[];
@@ -399,11 +460,12 @@ DECLARE
     v_org          bigint;
     v_quota        integer;
     v_want         integer;
+    v_key          text;
+    v_from_at      timestamptz;
+    v_from_id      bigint;
+    v_hinted       boolean;
     v_got          bigint[];
     v_got_at       timestamptz[];
-    v_key          text;
-    v_hint_at      timestamptz;
-    v_hint_id      bigint;
     v_n            integer;
     v_lease_until  timestamptz;
     v_timeout      interval;
@@ -416,12 +478,14 @@ BEGIN
     SELECT coalesce(array_agg(name), '{}') INTO v_paused_kinds
       FROM sluice.pause WHERE scope = 'kind';
 
-    v_hints := coalesce(nullif(current_setting('sluice.claim_hints', true), ''),
-                        '{}')::jsonb;
-    v_rescan := coalesce(nullif(current_setting('sluice.claim_rescanned_at', true), '')
-                             ::timestamptz, '-infinity')
-                < v_now - sluice.setting_interval('claim_rescan_interval');
-    IF v_rescan THEN
+    IF sluice.hints_current() THEN
+        v_hints := coalesce(nullif(current_setting('sluice.claim_hints', true), ''), '{}')::jsonb;
+    END IF;
+    -- Every claim_rescan_interval, also look a window behind each hint first.
+    v_look_behind := coalesce(nullif(current_setting('sluice.claim_rescanned_at', true), '')
+                                  ::timestamptz, '-infinity')
+                     < v_now - sluice.setting_interval('claim_rescan_interval');
+    IF v_look_behind THEN
         PERFORM set_config('sluice.claim_rescanned_at', v_now::text, false);
     END IF;
 
@@ -441,62 +505,64 @@ BEGIN
                 EXIT WHEN v_left = 0;
                 v_key := v_org || ':' || v_prio;
                 v_want := least(v_quota, v_left);
+                v_n := 0;
                 -- Where to start in this lane: after what this claim already
-                -- took from it (own locks are not skipped, so never rescan
-                -- those), else at the session's hint, else at the start.
-                v_behind := false;
-                v_hint_at := '-infinity';
-                v_hint_id := 0;
+                -- took from it (one's own locks are not skipped, so never
+                -- read those again), else at the session's hint, else at
+                -- the start of the lane.
+                v_hinted := false;
+                v_from_at := '-infinity';
+                v_from_id := 0;
                 IF v_taken ? v_key THEN
-                    v_hint_at := (v_taken -> v_key ->> 0)::timestamptz;
-                    v_hint_id := (v_taken -> v_key ->> 1)::bigint;
-                ELSIF NOT v_rescan AND v_hints ? v_key THEN
-                    v_hint_at := (v_hints -> v_key ->> 0)::timestamptz;
-                    v_hint_id := (v_hints -> v_key ->> 1)::bigint;
-                    v_behind := true;
+                    v_from_at := (v_taken -> v_key ->> 0)::timestamptz;
+                    v_from_id := (v_taken -> v_key ->> 1)::bigint;
+                ELSIF v_hints ? v_key THEN
+                    v_from_at := (v_hints -> v_key ->> 0)::timestamptz;
+                    v_from_id := (v_hints -> v_key ->> 1)::bigint;
+                    v_hinted := true;
                 END IF;
 
-                SELECT array_agg(s.id ORDER BY s.run_at, s.id),
-                       array_agg(s.run_at ORDER BY s.run_at, s.id)
-                  INTO v_got, v_got_at
-                  FROM (SELECT j.id, j.run_at FROM sluice.job j
-                         WHERE j.state <> 'running'
-                           AND j.org_id = v_org AND j.priority = v_prio
-                           AND j.run_at <= v_now
-                           AND (j.run_at, j.id) > (v_hint_at, v_hint_id)
-                           AND j.kind <> ALL (v_paused_kinds)
-                         ORDER BY j.run_at, j.id
-                         LIMIT v_want
-                         FOR UPDATE SKIP LOCKED) s;
-                v_n := coalesce(cardinality(v_got), 0);
-                IF v_n > 0 THEN
-                    v_last := jsonb_build_array(v_got_at[v_n], v_got[v_n]);
-                    v_hints := jsonb_set(v_hints, ARRAY[v_key], v_last);
-                    v_taken := jsonb_set(v_taken, ARRAY[v_key], v_last);
-                    v_ids := v_ids || v_got;
+                -- Jobs that appeared behind the hint within the window:
+                -- first, as they are the older ones.
+                IF v_hinted AND v_look_behind THEN
+                    SELECT array_agg(r.id) INTO v_got
+                      FROM sluice.lock_lane(v_org, v_prio, v_from_at - v_window, 0,
+                                            v_from_at, v_from_id, v_paused_kinds, v_want) r;
+                    v_n := coalesce(cardinality(v_got), 0);
+                    v_ids := v_ids || coalesce(v_got, '{}');
                 END IF;
 
-                -- Short from a session hint: look behind it once (DESIGN 3).
-                IF v_n < v_want AND v_behind THEN
-                    SELECT array_agg(s.id ORDER BY s.run_at, s.id),
-                           array_agg(s.run_at ORDER BY s.run_at, s.id)
+                IF v_n < v_want THEN
+                    SELECT array_agg(r.id ORDER BY r.run_at, r.id),
+                           array_agg(r.run_at ORDER BY r.run_at, r.id)
                       INTO v_got, v_got_at
-                      FROM (SELECT j.id, j.run_at FROM sluice.job j
-                             WHERE j.state <> 'running'
-                               AND j.org_id = v_org AND j.priority = v_prio
-                               AND j.run_at <= v_now
-                               AND (j.run_at, j.id) <= (v_hint_at, v_hint_id)
-                               AND j.kind <> ALL (v_paused_kinds)
-                             ORDER BY j.run_at, j.id
-                             LIMIT v_want - v_n
-                             FOR UPDATE SKIP LOCKED) s;
+                      FROM sluice.lock_lane(v_org, v_prio, v_from_at, v_from_id,
+                                            v_now, 9223372036854775807, v_paused_kinds,
+                                            v_want - v_n) r;
                     IF v_got IS NOT NULL THEN
-                        IF v_n = 0 THEN
-                            v_taken := jsonb_set(v_taken, ARRAY[v_key], jsonb_build_array(
-                                v_got_at[cardinality(v_got)], v_got[cardinality(v_got)]));
-                        END IF;
+                        v_hints := jsonb_set(v_hints, ARRAY[v_key], jsonb_build_array(
+                            v_got_at[cardinality(v_got)], v_got[cardinality(v_got)]));
+                        v_taken := jsonb_set(v_taken, ARRAY[v_key],
+                                             v_hints -> v_key);
                         v_ids := v_ids || v_got;
                         v_n := v_n + cardinality(v_got);
+                    END IF;
+                END IF;
+
+                -- Short from a hint: the lane may hold older jobs behind it.
+                IF v_n < v_want AND v_hinted AND NOT v_look_behind THEN
+                    SELECT array_agg(r.id) INTO v_got
+                      FROM sluice.lock_lane(v_org, v_prio, v_from_at - v_window, 0,
+                                            v_from_at, v_from_id, v_paused_kinds,
+                                            v_want - v_n) r;
+                    IF v_got IS NOT NULL THEN
+                        v_ids := v_ids || v_got;
+                        v_n := v_n + cardinality(v_got);
+                        IF NOT v_taken ? v_key THEN
+                            -- Later passes of this claim start past the hint.
+                            v_taken := jsonb_set(v_taken, ARRAY[v_key],
+                                                 jsonb_build_array(v_from_at, v_from_id));
+                        END IF;
                     END IF;
                 END IF;
 
@@ -792,22 +858,43 @@ END $$;
 
 -- Puts back jobs whose lease ran out (DESIGN 5).  The attempt counts: it was
 -- spent when the job was claimed.  Returns how many jobs it handled.
+--
+-- A lease is always set to a time in the future, so whatever expired before
+-- this session's previous sweep was handled by it: the sweep starts there
+-- (session setting sluice.reap_from) instead of stepping over every old
+-- lease's index entry again.  Hints reset with sluice.rescan_all().
 CREATE FUNCTION sluice.reap_expired_leases(p_limit integer DEFAULT 1000)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
+    v_now       timestamptz := clock_timestamp();
+    v_from      timestamptz := '-infinity';
+    v_ids       bigint[];
     v_rows      sluice.job[];
     v_n         integer := 0;
     v_first_run timestamptz;
 BEGIN
+    IF sluice.hints_current() THEN
+        v_from := coalesce(nullif(current_setting('sluice.reap_from', true), ''),
+                           '-infinity')::timestamptz;
+    END IF;
     PERFORM pg_advisory_xact_lock_shared(sluice.wake_lock_key());
+    SELECT array_agg(id) INTO v_ids
+      FROM (SELECT id FROM sluice.job
+             WHERE state = 'running' AND locked_until >= v_from AND locked_until < v_now
+             ORDER BY locked_until LIMIT p_limit
+               FOR UPDATE SKIP LOCKED) x;
+    IF coalesce(cardinality(v_ids), 0) < p_limit THEN
+        -- Everything that expired before v_now is handled (a second of margin).
+        PERFORM set_config('sluice.reap_from', (v_now - interval '1 second')::text, false);
+    END IF;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+
     -- Last attempt: dead.
     WITH d AS (
         DELETE FROM sluice.job j
-         WHERE j.id IN (SELECT id FROM sluice.job
-                         WHERE state = 'running' AND locked_until < clock_timestamp()
-                           AND attempts >= max_attempts
-                         ORDER BY locked_until LIMIT p_limit
-                         FOR UPDATE SKIP LOCKED)
+         WHERE j.id = ANY (v_ids) AND j.attempts >= j.max_attempts
         RETURNING j)
     SELECT array_agg(d.j) INTO v_rows FROM d;
     IF v_rows IS NOT NULL THEN
@@ -824,10 +911,7 @@ BEGIN
                errors = j.errors || sluice.attempt_error(j.attempts, j.worker_id,
                             'lease expired on worker ' || j.worker_id),
                claim_token = NULL, worker_id = NULL, locked_until = NULL
-         WHERE j.id IN (SELECT id FROM sluice.job
-                         WHERE state = 'running' AND locked_until < clock_timestamp()
-                         ORDER BY locked_until LIMIT p_limit
-                         FOR UPDATE SKIP LOCKED)
+         WHERE j.id = ANY (v_ids) AND j.attempts < j.max_attempts
         RETURNING j.id, j.run_at, j.org_id, j.priority),
     lanes AS (INSERT INTO sluice.job_lane (org_id, priority)
               SELECT DISTINCT org_id, priority FROM u ON CONFLICT DO NOTHING)
@@ -840,7 +924,8 @@ BEGIN
 END $$;
 
 -- When something next needs a worker: the earliest future run_at of a queued
--- job, or the earliest lease expiry.  NULL when nothing is pending.
+-- job, or the earliest lease expiry (after this session's last sweep, see
+-- reap_expired_leases).  NULL when nothing is pending.
 CREATE FUNCTION sluice.next_wakeup()
 RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT least(
@@ -851,7 +936,10 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
                 WHERE j.state <> 'running' AND j.org_id = l.org_id
                   AND j.priority = l.priority AND j.run_at > clock_timestamp()
                 ORDER BY j.run_at, j.id LIMIT 1) f),
-        (SELECT min(j.locked_until) FROM sluice.job j WHERE j.state = 'running'));
+        (SELECT min(j.locked_until) FROM sluice.job j
+          WHERE j.state = 'running'
+            AND j.locked_until >= coalesce(nullif(current_setting('sluice.reap_from', true), ''),
+                                           '-infinity')::timestamptz));
 $$;
 
 -- Registers a worker process (idempotent: a restarted worker with the same id

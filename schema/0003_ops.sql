@@ -322,8 +322,8 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (scope, name) DO UPDATE SET reason = excluded.reason;
 $$;
 
--- Resuming wakes sleeping workers.  Jobs of a paused kind may sit behind a
--- session's claim hints; the rescans of DESIGN 3 in 0002_queue.sql find them.
+-- Resuming wakes sleeping workers, and makes every session drop its claim
+-- hints: the paused jobs may sit far behind them (DESIGN 3 in 0002_queue.sql).
 CREATE FUNCTION sluice.resume_kind(p_kind text)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
@@ -331,6 +331,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    PERFORM sluice.rescan_all();
     PERFORM sluice.wake_workers(now());
     RETURN true;
 END $$;
@@ -342,6 +343,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    PERFORM sluice.rescan_all();
     PERFORM sluice.wake_workers(now());
     RETURN true;
 END $$;

@@ -504,8 +504,8 @@ START_TEST(prune_deletes_old_finished_jobs_in_batches)
 }
 END_TEST
 
-/* A job that lands behind a session's claim hint (say, its producer committed
- * late) is still found by the next claim. */
+/* A job that lands behind a session's claim hint (its producer committed
+ * late) is still found: soon when close behind, after a rescan_all() when far. */
 START_TEST(claim_hints_never_lose_a_job)
 {
 	long long org = t_org(db, "acme");
@@ -518,14 +518,45 @@ START_TEST(claim_hints_never_lose_a_job)
 	r = claim(db, "w", 3);
 	ck_assert_int_eq(PQntuples(r), 3);
 	PQclear(r);
-	/* Forge a late commit: a queued job older than the hint. */
+	/* Forge late commits: queued jobs older than the hint, one a second
+	 * behind (within the rescan window), one an hour behind. */
 	snprintf(sql, sizeof(sql), "INSERT INTO sluice.job (org_id, kind, priority, run_at, max_attempts)"
-	         " VALUES (%lld, 'noop', 3, now() - interval '1 hour', 5)", org);
+	         " VALUES (%lld, 'noop', 3, now() - interval '1 second', 5),"
+	         "        (%lld, 'noop', 3, now() - interval '1 hour', 5)", org, org);
 	t_exec(db, sql);
 	r = claim(db, "w", 10);
 	ck_assert_int_eq(PQntuples(r), 3);
 	PQclear(r);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job WHERE state <> 'running'"
+	                           " AND run_at < now() - interval '30 minutes'"), 1);
+	/* Housekeeping (or a resume) drops every session's hints. */
+	t_exec(db, "SELECT sluice.rescan_all()");
+	r = claim(db, "w", 10);
+	ck_assert_int_eq(PQntuples(r), 1);
+	PQclear(r);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job WHERE state <> 'running'"), 0);
+}
+END_TEST
+
+/* The reaper starts where its last sweep ended, and still finds every lease
+ * that expires after it. */
+START_TEST(reaper_hint_misses_nothing_new)
+{
+	long long org = t_org(db, "acme");
+	PGresult *r;
+
+	enqueue(db, org, "noop", 3, NULL);
+	enqueue(db, org, "noop", 3, NULL);
+	ck_assert_int_eq(t_int(db, "SELECT sluice.reap_expired_leases()"), 0);
+	r = claim(db, "w", 2);
+	PQclear(r);
+	t_exec(db, "UPDATE sluice.job SET locked_until = clock_timestamp() - interval '10 ms'"
+	           " WHERE id = (SELECT min(id) FROM sluice.job)");
+	ck_assert_int_eq(t_int(db, "SELECT sluice.reap_expired_leases()"), 1);
+	t_exec(db, "UPDATE sluice.job SET locked_until = clock_timestamp() - interval '10 ms'"
+	           " WHERE state = 'running'");
+	ck_assert_int_eq(t_int(db, "SELECT sluice.reap_expired_leases()"), 1);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job WHERE state = 'retrying'"), 2);
 }
 END_TEST
 
@@ -730,6 +761,7 @@ make_suite(void)
 	tcase_add_test(tc, dead_jobs_can_be_retried);
 	tcase_add_test(tc, prune_deletes_old_finished_jobs_in_batches);
 	tcase_add_test(tc, claim_hints_never_lose_a_job);
+	tcase_add_test(tc, reaper_hint_misses_nothing_new);
 	tcase_add_test(tc, bulk_enqueue_notifies_once_and_only_for_sleeping_workers);
 	tcase_add_test(tc, worker_idle_says_when_to_wake);
 	tcase_add_test(tc, empty_lanes_are_dropped_and_full_ones_kept);

@@ -763,8 +763,8 @@ housekeeping(struct sl_worker *w)
 	}
 	if (pruned)
 		sl_log_info("pruned finished jobs", SLF_I("count", pruned), SLF_END);
-	if (sl_db_exec(w->db, "SELECT sluice.drop_empty_lanes()", 0, NULL, &err))
-		sl_log_warn("dropping empty lanes failed", SLF_S("error", err.msg), SLF_END);
+	if (sl_db_exec(w->db, "SELECT sluice.drop_empty_lanes(), sluice.rescan_all()", 0, NULL, &err))
+		sl_log_warn("housekeeping failed", SLF_S("error", err.msg), SLF_END);
 	w->next_housekeeping_ms = sl_mono_ms() + w->conf->housekeeping_ms;
 }
 
