@@ -85,19 +85,40 @@ CREATE TABLE sluice.setting (
     value        text NOT NULL,
     kind         text NOT NULL CHECK (kind IN ('interval', 'integer')),
     description  text NOT NULL,
-    CHECK (CASE kind WHEN 'interval' THEN value::interval IS NOT NULL
-                     WHEN 'integer'  THEN value::integer  IS NOT NULL END)
+    -- Every setting is a positive duration or count.
+    CHECK (CASE kind WHEN 'interval' THEN value::interval > interval '0'
+                     WHEN 'integer'  THEN value::integer > 0 END)
 );
 
+-- Typed accessors.  A missing row is an operator's mistake worth a clear
+-- message rather than a NULL that breaks some constraint far away.
 CREATE FUNCTION sluice.setting_interval(p_name text)
-RETURNS interval LANGUAGE sql STABLE AS $$
-    SELECT value::interval FROM sluice.setting WHERE name = p_name AND kind = 'interval';
-$$;
+RETURNS interval LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v interval;
+BEGIN
+    SELECT value::interval INTO v FROM sluice.setting WHERE name = p_name AND kind = 'interval';
+    IF v IS NULL THEN
+        RAISE EXCEPTION 'setting % is missing from sluice.setting', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Restore the row; docs/ops.md lists every setting and its default.';
+    END IF;
+    RETURN v;
+END $$;
 
 CREATE FUNCTION sluice.setting_int(p_name text)
-RETURNS integer LANGUAGE sql STABLE AS $$
-    SELECT value::integer FROM sluice.setting WHERE name = p_name AND kind = 'integer';
-$$;
+RETURNS integer LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v integer;
+BEGIN
+    SELECT value::integer INTO v FROM sluice.setting WHERE name = p_name AND kind = 'integer';
+    IF v IS NULL THEN
+        RAISE EXCEPTION 'setting % is missing from sluice.setting', p_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Restore the row; docs/ops.md lists every setting and its default.';
+    END IF;
+    RETURN v;
+END $$;
 
 -- Audit log: who did what, when, and how it ended.  Written in the same
 -- transaction as the change it records.  detail never holds a secret.  org_id

@@ -258,18 +258,22 @@ BEGIN
     -- own id, and an element whose id did not land was deduplicated.
     -- run_at is "not before": a time in the past means now, which keeps each
     -- lane's order close to enqueue order (DESIGN 3).
+    -- nextval() runs over rows already sorted by ord, so ids follow input
+    -- order (and so does each lane, as ties on run_at go by id).
     WITH input AS (
-        SELECT i.ord, nextval('sluice.job_id_seq') AS id, i.kind,
-               coalesce(i.payload, '{}') AS payload,
-               coalesce(i.priority, 3)::smallint AS priority,
-               greatest(coalesce(i.run_at, v_now), v_now) AS run_at,
-               coalesce(i.max_attempts, kp.max_attempts, v_default) AS max_attempts,
-               i.dedupe_key, i.connector_id
-          FROM unnest(p_kinds, p_payloads, p_priorities, p_run_ats,
-                      p_max_attempts, p_dedupe_keys, p_connectors)
-               WITH ORDINALITY AS i(kind, payload, priority, run_at,
-                                    max_attempts, dedupe_key, connector_id, ord)
-          LEFT JOIN sluice.kind_policy kp ON kp.kind = i.kind),
+        SELECT x.*, nextval('sluice.job_id_seq') AS id
+          FROM (SELECT i.ord, i.kind,
+                       coalesce(i.payload, '{}') AS payload,
+                       coalesce(i.priority, 3)::smallint AS priority,
+                       greatest(coalesce(i.run_at, v_now), v_now) AS run_at,
+                       coalesce(i.max_attempts, kp.max_attempts, v_default) AS max_attempts,
+                       i.dedupe_key, i.connector_id
+                  FROM unnest(p_kinds, p_payloads, p_priorities, p_run_ats,
+                              p_max_attempts, p_dedupe_keys, p_connectors)
+                       WITH ORDINALITY AS i(kind, payload, priority, run_at,
+                                            max_attempts, dedupe_key, connector_id, ord)
+                  LEFT JOIN sluice.kind_policy kp ON kp.kind = i.kind
+                 ORDER BY i.ord) x),
     lanes AS (
         INSERT INTO sluice.job_lane (org_id, priority)
         SELECT DISTINCT p_org, priority FROM input
@@ -583,8 +587,11 @@ BEGIN
         RETURN;
     END IF;
 
-    UPDATE sluice.worker SET waiting_until = NULL
-     WHERE id = p_worker AND waiting_until IS NOT NULL;
+    -- Busy now; and a worker kept busy by short jobs shows it is alive here
+    -- (at most one write every 5 seconds).
+    UPDATE sluice.worker SET waiting_until = NULL, last_heartbeat_at = now()
+     WHERE id = p_worker
+       AND (waiting_until IS NOT NULL OR last_heartbeat_at < now() - interval '5 seconds');
 
     v_lease_until := v_now + sluice.setting_interval('lease');
     v_timeout := sluice.setting_interval('default_timeout');

@@ -15,22 +15,39 @@ SELECT id, org_id, connector_id, kind, payload, priority, state, run_at,
        started_at, finished_at, result, last_error, errors, NULL
   FROM sluice.job_archive;
 
--- Live jobs counted by state, kind, priority and org.  runnable says whether
--- run_at has come (a queued job that is not runnable yet is scheduled).
+-- Whether a kind or an org is paused (sluice.pause).
+CREATE FUNCTION sluice.is_paused(p_kind text, p_org bigint)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM sluice.pause p
+                    WHERE (p.scope = 'kind' AND p.name = p_kind)
+                       OR (p.scope = 'org' AND p.name = p_org::text));
+$$;
+
+-- Whether a claim could take the job now: waiting, due, not paused.
+CREATE FUNCTION sluice.is_runnable(j sluice.job)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT j.state <> 'running' AND j.run_at <= now()
+           AND NOT sluice.is_paused(j.kind, j.org_id);
+$$;
+
+-- Live jobs counted by state, kind, priority and org.  paused: its kind or
+-- org is paused.  runnable: a claim could take it now (waiting, due, not
+-- paused); a waiting job that is neither is scheduled for later.
 CREATE VIEW sluice.queue_depth AS
-SELECT state, kind, priority, org_id,
-       state <> 'running' AND run_at <= now() AS runnable,
+SELECT j.state, j.kind, j.priority, j.org_id,
+       sluice.is_paused(j.kind, j.org_id) AS paused,
+       sluice.is_runnable(j) AS runnable,
        count(*) AS jobs
-  FROM sluice.job
- GROUP BY 1, 2, 3, 4, 5;
+  FROM sluice.job j
+ GROUP BY 1, 2, 3, 4, 5, 6;
 
 -- How long the oldest runnable job has waited, by kind and priority.
 CREATE VIEW sluice.queue_lag AS
-SELECT kind, priority, count(*) AS runnable,
-       min(run_at) AS oldest_run_at, now() - min(run_at) AS oldest_wait
-  FROM sluice.job
- WHERE state <> 'running' AND run_at <= now()
- GROUP BY kind, priority;
+SELECT j.kind, j.priority, count(*) AS runnable,
+       min(j.run_at) AS oldest_run_at, now() - min(j.run_at) AS oldest_wait
+  FROM sluice.job j
+ WHERE sluice.is_runnable(j)
+ GROUP BY j.kind, j.priority;
 
 -- Workers with their last heartbeat and what they hold.
 CREATE VIEW sluice.workers AS
@@ -61,7 +78,8 @@ CREATE VIEW sluice.dead_jobs AS
 SELECT id, org_id, kind, priority, attempts, finished_at, last_error, errors,
        payload
   FROM sluice.job_archive
- WHERE state = 'dead';
+ WHERE state = 'dead'
+ ORDER BY finished_at DESC;
 
 -- Jobs ended in the last minute and hour, by kind (kind NULL: all kinds).
 CREATE VIEW sluice.throughput AS
@@ -87,52 +105,83 @@ RETURNS integer LANGUAGE sql STABLE AS $$
        AND last_heartbeat_at >= now() - sluice.setting_interval('worker_stale_after');
 $$;
 
--- How many runnable jobs a claim will take before job p_id, following the
--- claim order of DESIGN 2 in 0002_queue.sql: every runnable job of a higher
--- priority, the jobs ahead of it in its own lane, and from each other lane
--- of its priority as many jobs as it has ahead in its own lane (round-robin).
--- NULL when the job is not waiting to run.
-CREATE FUNCTION sluice.jobs_ahead(p_id bigint)
-RETURNS bigint LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    j      sluice.job;
-    v_rank bigint;
-BEGIN
-    SELECT * INTO j FROM sluice.job WHERE id = p_id AND state <> 'running';
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    SELECT count(*) INTO v_rank FROM sluice.job
-     WHERE state <> 'running' AND org_id = j.org_id AND priority = j.priority
-       AND run_at <= now() AND (run_at, id) < (j.run_at, j.id);
-    RETURN v_rank
-         + (SELECT count(*) FROM sluice.job
-             WHERE state <> 'running' AND priority < j.priority AND run_at <= now())
-         + (SELECT coalesce(sum(least(n, v_rank)), 0)
-              FROM (SELECT count(*) AS n FROM sluice.job
-                     WHERE state <> 'running' AND priority = j.priority
-                       AND org_id <> j.org_id AND run_at <= now()
-                     GROUP BY org_id) o);
-END $$;
+-- Where the org's waiting jobs stand in the claim order of DESIGN 2 in
+-- 0002_queue.sql: for each of its first p_limit runnable jobs, how many
+-- runnable jobs a claim takes before it — every one of a higher priority,
+-- the ones ahead of it in its own lane, and from each other lane of its
+-- priority as many as it has ahead in its own (round-robin).  Paused jobs
+-- are not counted, as claims do not take them.
+CREATE FUNCTION sluice.claim_positions(p_org bigint, p_limit integer DEFAULT 100)
+RETURNS TABLE (job_id bigint, jobs_ahead bigint)
+LANGUAGE sql STABLE AS $$
+    WITH mine AS (
+        SELECT j.id, j.priority,
+               row_number() OVER (PARTITION BY j.priority ORDER BY j.run_at, j.id) - 1 AS rank
+          FROM sluice.job j
+         WHERE j.org_id = p_org AND sluice.is_runnable(j)
+         ORDER BY j.priority, j.run_at, j.id
+         LIMIT p_limit),
+    prios AS (
+        SELECT priority, max(rank) AS max_rank FROM mine GROUP BY priority),
+    higher AS (
+        SELECT p.priority,
+               (SELECT count(*) FROM sluice.job j
+                 WHERE j.priority < p.priority AND sluice.is_runnable(j)) AS n
+          FROM prios p),
+    -- Other orgs' lanes at those priorities, each counted only as far as
+    -- round-robin could matter (max_rank jobs).
+    others AS (
+        SELECT l.priority,
+               (SELECT count(*) FROM (SELECT 1 FROM sluice.job j
+                                       WHERE j.org_id = l.org_id AND j.priority = l.priority
+                                         AND sluice.is_runnable(j)
+                                       LIMIT p.max_rank) x) AS n
+          FROM sluice.job_lane l JOIN prios p ON p.priority = l.priority
+         WHERE l.org_id <> p_org AND NOT sluice.is_paused(NULL, l.org_id))
+    SELECT m.id,
+           m.rank + h.n + coalesce((SELECT sum(least(o.n, m.rank)) FROM others o
+                                     WHERE o.priority = m.priority), 0)
+      FROM mine m JOIN higher h ON h.priority = m.priority
+     ORDER BY m.priority, m.rank;
+$$;
 
--- Completions per second to expect: the last minute's rate, or failing that
--- live workers over the last hour's mean job duration.  NULL when unknown.
+-- How many runnable jobs a claim will take before job p_id (see
+-- claim_positions); NULL when the job is not waiting to run.
+CREATE FUNCTION sluice.jobs_ahead(p_id bigint)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT p.jobs_ahead
+      FROM sluice.job j,
+           LATERAL sluice.claim_positions(j.org_id, 100000) p
+     WHERE j.id = p_id AND p.job_id = p_id;
+$$;
+
+-- Completions per second to expect from the workers alive now: the last
+-- minute's rate while it ran at full strength, else live workers over the
+-- mean duration of recent jobs (counting the ones running now, which may be
+-- the slow ones).  NULL when no worker is alive or nothing is known.
 CREATE FUNCTION sluice.expected_rate()
 RETURNS double precision LANGUAGE sql STABLE AS $$
-    SELECT coalesce(
-        nullif((SELECT count(*) FROM sluice.job_archive
-                 WHERE finished_at > now() - interval '1 minute'), 0) / 60.0,
-        sluice.live_worker_count() /
-            nullif((SELECT extract(epoch FROM avg(finished_at - started_at))
-                      FROM sluice.job_archive
-                     WHERE finished_at > now() - interval '1 hour'
-                       AND started_at IS NOT NULL), 0));
+    WITH live AS (SELECT sluice.live_worker_count() AS n),
+    recent AS (
+        SELECT count(*) AS done,
+               avg(extract(epoch FROM finished_at - started_at)) AS mean_s
+          FROM sluice.job_archive
+         WHERE finished_at > now() - interval '1 minute' AND started_at IS NOT NULL),
+    running AS (
+        SELECT avg(extract(epoch FROM now() - started_at)) AS mean_s
+          FROM sluice.job WHERE state = 'running')
+    SELECT CASE
+        WHEN live.n = 0 THEN NULL
+        WHEN recent.done > 0 AND coalesce(running.mean_s, 0) <= 60 THEN recent.done / 60.0
+        ELSE live.n / nullif(greatest(coalesce(recent.mean_s, 0), coalesce(running.mean_s, 0)), 0)
+        END
+      FROM live, recent, running;
 $$;
 
 -- The queue as one org sees it (the shape of seed 001's queue status):
 -- runnable jobs in all, the org's own, the claim positions of its first
 -- p_limit jobs (1 = next to be claimed), and the estimated wait of the last
--- of those.
+-- of those (NULL when no worker is alive or the rate is unknown).
 CREATE FUNCTION sluice.queue_status(p_org bigint, p_limit integer DEFAULT 100)
 RETURNS TABLE (total_queued bigint, your_requests bigint, positions bigint[],
                estimated_wait_seconds integer)
@@ -142,15 +191,11 @@ DECLARE
     v_positions bigint[];
     v_rate      double precision := sluice.expected_rate();
 BEGIN
-    SELECT coalesce(array_agg(p ORDER BY p), '{}') INTO v_positions
-      FROM (SELECT sluice.jobs_ahead(id) + 1 AS p FROM sluice.job
-             WHERE org_id = p_org AND state <> 'running' AND run_at <= now()
-             ORDER BY priority, run_at, id
-             LIMIT p_limit) x;
+    SELECT coalesce(array_agg(jobs_ahead + 1 ORDER BY jobs_ahead), '{}') INTO v_positions
+      FROM sluice.claim_positions(p_org, p_limit);
     RETURN QUERY SELECT
-        (SELECT count(*) FROM sluice.job WHERE state <> 'running' AND run_at <= now()),
-        (SELECT count(*) FROM sluice.job
-          WHERE org_id = p_org AND state <> 'running' AND run_at <= now()),
+        (SELECT count(*) FROM sluice.job j WHERE sluice.is_runnable(j)),
+        (SELECT count(*) FROM sluice.job j WHERE j.org_id = p_org AND sluice.is_runnable(j)),
         v_positions,
         CASE WHEN cardinality(v_positions) = 0 THEN 0
              WHEN v_rate IS NULL OR v_rate = 0 THEN NULL
@@ -192,8 +237,12 @@ BEGIN
 
     IF j.state = 'running' THEN
         SELECT * INTO w FROM sluice.worker WHERE id = j.worker_id;
-        IF w.last_heartbeat_at < now() - sluice.setting_interval('worker_stale_after')
-           OR j.locked_until < now() THEN
+        IF j.locked_until < now() THEN
+            RETURN QUERY SELECT j.state, format(
+                'claimed by worker %s, whose lease on it ran out at %s (last heartbeat %s); '
+                'the next worker to look for expired leases puts it back (within seconds)',
+                j.worker_id, j.locked_until, w.last_heartbeat_at);
+        ELSIF w.last_heartbeat_at < now() - sluice.setting_interval('worker_stale_after') THEN
             RETURN QUERY SELECT j.state, format(
                 'claimed by worker %s, which looks lost (last heartbeat %s); '
                 'the job goes back to the queue when its lease ends at %s',
@@ -245,8 +294,8 @@ BEGIN
     END IF;
 
     v_ahead := sluice.jobs_ahead(p_id);
-    SELECT count(*) INTO v_higher FROM sluice.job
-     WHERE state <> 'running' AND priority < j.priority AND run_at <= now();
+    SELECT count(*) INTO v_higher FROM sluice.job x
+     WHERE x.priority < j.priority AND sluice.is_runnable(x);
     RETURN QUERY SELECT j.state, format(
         'runnable and waiting for a worker: %s job(s) will be claimed before it '
         '(%s of higher priority, %s at its priority %s); %s worker(s) alive, '
@@ -257,7 +306,8 @@ BEGIN
 END $$;
 
 -- Puts a dead job back in the queue with a fresh set of attempts (its error
--- history is kept).  Returns false if p_id is not a dead job.
+-- history is kept).  Returns false if p_id is not a dead job, or if a live
+-- job holds its dedupe key (that job is the same work, queued again).
 CREATE FUNCTION sluice.retry_dead_job(p_id bigint)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
@@ -266,6 +316,13 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared(sluice.wake_lock_key());
     DELETE FROM sluice.job_archive WHERE id = p_id AND state = 'dead' RETURNING * INTO a;
     IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF a.dedupe_key IS NOT NULL AND EXISTS (
+           SELECT 1 FROM sluice.job WHERE org_id = a.org_id AND dedupe_key = a.dedupe_key) THEN
+        RAISE NOTICE 'job % not retried: live job % holds its dedupe key', p_id,
+            (SELECT id FROM sluice.job WHERE org_id = a.org_id AND dedupe_key = a.dedupe_key);
+        INSERT INTO sluice.job_archive SELECT a.*;
         RETURN false;
     END IF;
     INSERT INTO sluice.job_lane (org_id, priority) VALUES (a.org_id, a.priority)
@@ -348,6 +405,19 @@ BEGIN
     RETURN true;
 END $$;
 
+-- Forgets workers that stopped, or were lost, more than p_older_than ago.
+-- Housekeeping calls it; returns how many rows went.
+CREATE FUNCTION sluice.forget_workers(p_older_than interval DEFAULT '1 day')
+RETURNS integer LANGUAGE sql AS $$
+    WITH d AS (
+        DELETE FROM sluice.worker w
+         WHERE coalesce(w.stopped_at, w.last_heartbeat_at) < now() - p_older_than
+           AND NOT EXISTS (SELECT 1 FROM sluice.job j
+                            WHERE j.state = 'running' AND j.worker_id = w.id)
+        RETURNING 1)
+    SELECT count(*)::integer FROM d;
+$$;
+
 -- Gauges for GET /metrics, one row per sample; the API renders them in the
 -- Prometheus text format.  Labels are already in exposition syntax.
 CREATE FUNCTION sluice.metrics()
@@ -356,6 +426,7 @@ LANGUAGE sql STABLE AS $$
     SELECT 'sluice_jobs', 'Live jobs by state, kind and priority.', 'gauge',
            format('state="%s",kind="%s",priority="%s"',
                   CASE WHEN d.state = 'running' OR d.runnable THEN d.state
+                       WHEN d.paused THEN 'paused'
                        ELSE 'scheduled' END, d.kind, d.priority),
            sum(d.jobs)::double precision
       FROM sluice.queue_depth d GROUP BY 4

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # pg_cluster.sh — a throwaway PostgreSQL for the tests (and the benchmark).
 #
-#   pg_cluster.sh start DIR SLUICECTL   initdb into DIR, start it on a Unix socket in DIR,
-#                                       create database sluice_template and migrate it
+#   pg_cluster.sh start DIR SLUICECTL [--defaults]
+#                                       initdb into DIR, start it on a Unix socket in DIR,
+#                                       create database sluice_template and migrate it;
+#                                       --defaults keeps PostgreSQL's durable default
+#                                       settings (the benchmark), instead of fsync off
 #   pg_cluster.sh restart DIR           restart it (fast shutdown), for the outage tests
 #   pg_cluster.sh stop DIR              stop it and delete DIR
 #
@@ -16,7 +19,8 @@ dir=${2:?usage: pg_cluster.sh start|restart|stop DIR [SLUICECTL]}
 
 pg_bindir() {
 	local d
-	for d in /usr/lib/postgresql/*/bin; do
+	# The newest installed major version.
+	for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5 -nr); do
 		[ -x "$d/initdb" ] && { echo "$d"; return; }
 	done
 	command -v initdb >/dev/null && { dirname "$(command -v initdb)"; return; }
@@ -24,8 +28,10 @@ pg_bindir() {
 	exit 1
 }
 
+# Under root, PostgreSQL runs as "sluice", from / (it may not be able to read
+# the caller's working directory).
 as_owner() {
-	if [ "$(id -u)" = 0 ]; then runuser -u sluice -- "$@"; else "$@"; fi
+	if [ "$(id -u)" = 0 ]; then (cd / && runuser -u sluice -- "$@"); else "$@"; fi
 }
 
 case "$cmd" in
@@ -47,13 +53,14 @@ start)
 listen_addresses = ''
 unix_socket_directories = '$dir'
 port = 5432
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 max_connections = 200
 log_min_messages = warning
 log_line_prefix = '%m [%p] %d '
 CONF
+	if [ "${4:-}" != --defaults ]; then
+		printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' \
+			>>"$dir/data/postgresql.conf"
+	fi
 	if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null; then
 		echo "pg_cluster.sh: PostgreSQL did not start; its log follows" >&2
 		cat "$dir/server.log" >&2

@@ -82,7 +82,9 @@ START_TEST(enqueue_one_and_many)
 	ck_assert_int_eq(PQntuples(r), 3);
 	ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
 	ck_assert_str_eq(PQgetvalue(r, 2, 0), "3");
+	/* Ids follow input order (and so does each lane). */
 	ck_assert(strtoll(PQgetvalue(r, 0, 1), NULL, 10) < strtoll(PQgetvalue(r, 1, 1), NULL, 10));
+	ck_assert(strtoll(PQgetvalue(r, 1, 1), NULL, 10) < strtoll(PQgetvalue(r, 2, 1), NULL, 10));
 	ck_assert_str_eq(PQgetvalue(r, 1, 2), "f");
 	PQclear(r);
 	/* Defaults, and what each element asked for, landed in the rows. */
@@ -736,6 +738,104 @@ START_TEST(ops_views_answer)
 }
 END_TEST
 
+START_TEST(bulk_ids_follow_input_order)
+{
+	long long org = t_org(db, "acme");
+	char sql[512];
+
+	/* Different kinds, so that kind_policy's join has rows to shuffle. */
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM (SELECT ord, job_id, lag(job_id) OVER (ORDER BY ord) AS prev"
+	         " FROM sluice.enqueue_many(%lld, '[{\"kind\":\"noop\"},{\"kind\":\"sleep\"},"
+	         "{\"kind\":\"noop\"},{\"kind\":\"other\"},{\"kind\":\"fail\"},{\"kind\":\"sleep\"}]')) x"
+	         " WHERE job_id <= prev", org);
+	ck_assert_int_eq(t_int(db, sql), 0);
+}
+END_TEST
+
+START_TEST(dead_job_with_a_taken_dedupe_key_is_not_retried)
+{
+	long long org = t_org(db, "acme");
+	long long dead = enqueue(db, org, "fail", 3, "nightly");
+	PGresult *r = claim(db, "w", 1);
+	char token[64], sql[256];
+
+	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 3));
+	PQclear(r);
+	settle(db, dead, token, "fail", "{\"error\":\"x\",\"permanent\":true}");
+	/* The same work is queued again under the key. */
+	ck_assert_int_ne(enqueue(db, org, "noop", 3, "nightly"), dead);
+	snprintf(sql, sizeof(sql), "SELECT sluice.retry_dead_job(%lld)::int", dead);
+	ck_assert_int_eq(t_int(db, sql), 0);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.dead_jobs"), 1);
+	ck_assert_int_eq(t_int(db, "SELECT sluice.retry_dead_jobs()"), 0);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job"), 1);
+}
+END_TEST
+
+START_TEST(paused_jobs_are_not_counted_ahead)
+{
+	long long a = t_org(db, "a"), b = t_org(db, "b");
+	long long mine;
+	char sql[256];
+	PGresult *r;
+	int i;
+
+	for (i = 0; i < 5; i++)
+		enqueue(db, a, "noop", 1, NULL);
+	enqueue(db, b, "sleep", 1, NULL);
+	mine = enqueue(db, b, "noop", 3, NULL);
+	snprintf(sql, sizeof(sql), "SELECT sluice.jobs_ahead(%lld)", mine);
+	ck_assert_int_eq(t_int(db, sql), 6);
+	snprintf(sql, sizeof(sql), "SELECT sluice.pause_org(%lld)", a);
+	t_exec(db, sql);
+	t_exec(db, "SELECT sluice.pause_kind('sleep')");
+	snprintf(sql, sizeof(sql), "SELECT sluice.jobs_ahead(%lld)", mine);
+	ck_assert_int_eq(t_int(db, sql), 0);
+	snprintf(sql, sizeof(sql), "SELECT total_queued || ' ' || your_requests || ' ' || positions::text"
+	         " FROM sluice.queue_status(%lld)", b);
+	r = t_query(db, sql, 0, NULL);
+	ck_assert_str_eq(PQgetvalue(r, 0, 0), "1 1 {1}");
+	PQclear(r);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.queue_depth WHERE paused AND NOT runnable"), 2);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.metrics() WHERE labels LIKE 'state=\"paused\"%'"), 2);
+}
+END_TEST
+
+START_TEST(settings_must_be_positive_and_present)
+{
+	PGresult *r = PQexec(db, "UPDATE sluice.setting SET value = '-1 second' WHERE name = 'lease'");
+	char msg[256];
+
+	ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+	ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23514");
+	PQclear(r);
+	t_exec(db, "DELETE FROM sluice.setting WHERE name = 'lease'");
+	t_org(db, "acme");
+	enqueue(db, 1, "noop", 3, NULL);
+	r = PQexec(db, "SELECT * FROM sluice.claim_jobs('w', 1)");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+	snprintf(msg, sizeof(msg), "%s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+	ck_assert_str_eq(msg, "setting lease is missing from sluice.setting");
+	PQclear(r);
+}
+END_TEST
+
+START_TEST(busy_worker_stays_alive)
+{
+	long long org = t_org(db, "acme");
+	PGresult *r;
+
+	t_exec(db, "SELECT sluice.worker_register('w', 'h', 1)");
+	t_exec(db, "UPDATE sluice.worker SET last_heartbeat_at = now() - interval '1 hour'");
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.workers WHERE status = 'lost'"), 1);
+	enqueue(db, org, "noop", 3, NULL);
+	r = claim(db, "w", 1);
+	PQclear(r);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.workers WHERE status = 'busy'"), 1);
+	ck_assert_int_eq(t_int(db, "SELECT sluice.live_worker_count()"), 1);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -768,6 +868,11 @@ make_suite(void)
 	tcase_add_test(tc, queue_status_positions_follow_claim_order);
 	tcase_add_test(tc, settle_rejects_malformed_calls);
 	tcase_add_test(tc, ops_views_answer);
+	tcase_add_test(tc, bulk_ids_follow_input_order);
+	tcase_add_test(tc, dead_job_with_a_taken_dedupe_key_is_not_retried);
+	tcase_add_test(tc, paused_jobs_are_not_counted_ahead);
+	tcase_add_test(tc, settings_must_be_positive_and_present);
+	tcase_add_test(tc, busy_worker_stays_alive);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -182,6 +182,29 @@ START_TEST(killed_worker_job_is_finished_elsewhere_exactly_once)
 }
 END_TEST
 
+/* Every worker is inside a long job, and one of them dies: the others still
+ * put its job back when the lease runs out. */
+START_TEST(busy_workers_still_reap_a_lost_one)
+{
+	const char *env[] = { "SLUICE_WORKER_REAP_INTERVAL=200ms", NULL };
+	pid_t a, b;
+
+	t_exec(db, "UPDATE sluice.setting SET value = '2 seconds' WHERE name = 'lease'");
+	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
+	b = t_worker_start(url, env, log_path);
+	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job WHERE state = 'running'", 20000));
+	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
+	a = t_worker_start(url, env, log_path);
+	ck_assert(wait_sql("SELECT count(*) = 2 FROM sluice.job WHERE state = 'running'", 20000));
+	ck_assert_int_eq(t_stop(a, SIGKILL), 128 + SIGKILL);
+	/* b is sleeping inside its own job, yet a's job comes back. */
+	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job WHERE state = 'retrying'"
+	                   " AND last_error LIKE 'lease expired on worker %'", 15000));
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job WHERE state = 'running'"), 1);
+	ck_assert_int_eq(t_stop(b, SIGKILL), 128 + SIGKILL);
+}
+END_TEST
+
 START_TEST(sigterm_gives_back_held_jobs_and_exits_zero)
 {
 	const char *env[] = { "SLUICE_WORKER_RELEASE_AFTER=60s", "SLUICE_SHUTDOWN_GRACE=300ms", NULL };
@@ -396,6 +419,7 @@ make_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, runs_every_builtin_kind_and_logs_json);
 	tcase_add_test(tc, killed_worker_job_is_finished_elsewhere_exactly_once);
+	tcase_add_test(tc, busy_workers_still_reap_a_lost_one);
 	tcase_add_test(tc, sigterm_gives_back_held_jobs_and_exits_zero);
 	tcase_add_test(tc, slow_job_releases_the_rest_of_its_batch);
 	tcase_add_test(tc, heartbeats_keep_a_long_job);

@@ -488,6 +488,8 @@ out:
 	return rc;
 }
 
+static int reap(struct sl_worker *w, struct sl_err *err);
+
 /* ---- the job context (job.h) ------------------------------------------ */
 
 int
@@ -517,6 +519,10 @@ sl_job_tick(struct sl_jobctx *ctx, struct sl_err *err)
 			w->next_heartbeat_ms = now + 1000;
 		}
 	}
+	/* While every worker is inside a long job, someone must still notice a
+	 * lost one's expired leases. */
+	if (now >= w->next_reap_ms && reap(w, &hb_err))
+		sl_log_warn("looking for expired leases failed", SLF_S("error", hb_err.msg), SLF_END);
 	if (ctx->h->lost)
 		return sl_err_set(err, SL_ECANCELLED, SL_RETRY_NO,
 		                  "job was cancelled or claimed by another worker");
@@ -551,6 +557,8 @@ sl_job_wait(struct sl_jobctx *ctx, long long ms, struct sl_err *err)
 			slice = ctx->deadline_ms - now;
 		if (ctx->w->next_heartbeat_ms - now < slice)
 			slice = ctx->w->next_heartbeat_ms - now;
+		if (ctx->w->next_reap_ms - now < slice)
+			slice = ctx->w->next_reap_ms - now;
 		if (ctx->w->next < ctx->w->n_batch && slice > ctx->w->conf->release_after_ms)
 			slice = ctx->w->conf->release_after_ms;
 		if (stopping(ctx->w) && ctx->w->stop_deadline_ms &&
@@ -763,7 +771,8 @@ housekeeping(struct sl_worker *w)
 	}
 	if (pruned)
 		sl_log_info("pruned finished jobs", SLF_I("count", pruned), SLF_END);
-	if (sl_db_exec(w->db, "SELECT sluice.drop_empty_lanes(), sluice.rescan_all()", 0, NULL, &err))
+	if (sl_db_exec(w->db, "SELECT sluice.drop_empty_lanes(), sluice.rescan_all(),"
+	               " sluice.forget_workers()", 0, NULL, &err))
 		sl_log_warn("housekeeping failed", SLF_S("error", err.msg), SLF_END);
 	w->next_housekeeping_ms = sl_mono_ms() + w->conf->housekeeping_ms;
 }
