@@ -92,6 +92,7 @@ CREATE TABLE sluice.setting (
 
 -- Typed accessors.  A missing row is an operator's mistake worth a clear
 -- message rather than a NULL that breaks some constraint far away.
+-- (plpgsql keeps their plans; a SQL function here is planned on every call.)
 CREATE FUNCTION sluice.setting_interval(p_name text)
 RETURNS interval LANGUAGE plpgsql STABLE AS $$
 DECLARE

@@ -372,7 +372,7 @@ START_TEST(smoke_through_lighttpd)
 	}
 	curl_global_cleanup();
 
-	/* The row is there; the CGI's log lines reached lighttpd's stderr, without the key. */
+	/* The row is there; the CGI's log lines reached api.log (server.breakagelog), without the key. */
 	{
 		char sql[128];
 
@@ -380,7 +380,12 @@ START_TEST(smoke_through_lighttpd)
 		         id);
 		ck_assert_int_eq(t_int(db, sql), 1);
 	}
-	errlog = t_slurp(out_path);
+	{
+		char api_log[600];
+
+		snprintf(api_log, sizeof(api_log), "%s/api.log", state);
+		errlog = t_slurp(api_log);
+	}
 	ck_assert_ptr_nonnull(errlog);
 	/*
 	 * One line per call, each written before its answer: lighttpd ends a CGI
