@@ -138,7 +138,7 @@ api_read_body(struct api_request *req, struct sl_err *err)
 		}
 		got += (size_t)n;
 	}
-	if (!api_utf8_valid(req->body.data, req->body.len)) {
+	if (!sl_utf8_valid(req->body.data, req->body.len)) {
 		/* RFC 8259 8.1: JSON text exchanged between systems is UTF-8. */
 		rc = sl_err_set(err, SL_EINVAL, SL_RETRY_NO, "malformed JSON: the body is not valid UTF-8");
 		err->http_status = 400;
@@ -445,46 +445,4 @@ api_static_answer(char *buf, size_t n, int status, const char *code,
 	if (len < 0 || (size_t)len >= n)
 		return 0;
 	return (size_t)len;
-}
-
-int
-api_utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-	while (p < end) {
-		unsigned char c = *p;
-		size_t len, i;
-		unsigned cp;
-
-		if (c < 0x80) {
-			p++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			len = 2;
-			cp = c & 0x1Fu;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			len = 3;
-			cp = c & 0x0Fu;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			len = 4;
-			cp = c & 0x07u;
-		} else {
-			return 0;
-		}
-		if ((size_t)(end - p) < len)
-			return 0;
-		for (i = 1; i < len; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (p[i] & 0x3Fu);
-		}
-		/* Overlong forms, UTF-16 surrogates, and beyond U+10FFFF. */
-		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-		    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-			return 0;
-		p += len;
-	}
-	return 1;
 }

@@ -131,7 +131,4 @@ size_t api_static_answer(char *buf, size_t n, int status, const char *code,
 /* Writes all n bytes to fd, retrying on EINTR.  Async-signal-safe.  0 or -1. */
 int api_write_all(int fd, const char *p, size_t n);
 
-/* Whether n bytes at s are well-formed UTF-8 (RFC 3629: no overlongs, no surrogates). */
-int api_utf8_valid(const char *s, size_t n);
-
 #endif

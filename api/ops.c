@@ -1,4 +1,4 @@
-/* ops.c — GET /health (no key) and GET /metrics (Prometheus text format 0.0.4, admin key). */
+/* ops.c — GET /health (no key) and GET /metrics (Prometheus text format 0.0.4, admin key, the caller's org). */
 #include <stdio.h>
 #include <string.h>
 
@@ -102,18 +102,21 @@ api_metrics(struct api_ctx *c, struct sl_err *err)
 {
 	static const char *const types[] = { "counter", "gauge", "histogram", "summary", "untyped" };
 	struct sl_buf *b = &c->resp->body;
-	char last[128] = "";
+	char last[128] = "", org[32];
+	const char *params[1] = { org };
 	struct sl_db *db;
 	PGresult *res = NULL;
 	int row, rc;
 
+	/* An org's key sees its own org's jobs (sluice.metrics(NULL) is for operators). */
+	snprintf(org, sizeof(org), "%lld", c->org_id);
 	rc = api_db(c, &db, err);
 	if (rc)
 		goto out;
 	rc = sl_db_query(db, &res,
 	                 "SELECT m.name, m.help, m.type, m.labels, m.value::text AS value"
-	                 "  FROM sluice.metrics() m ORDER BY m.name, m.labels",
-	                 0, NULL, err);
+	                 "  FROM sluice.metrics($1::bigint) m ORDER BY m.name, m.labels",
+	                 1, params, err);
 	if (rc)
 		goto out;
 	sl_buf_reset(b);

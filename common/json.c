@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/caps.h"
+#include "common/str.h"
 
 /*
  * A strict RFC 8259 syntax check, run before json-c: json-c's strict mode
@@ -176,6 +177,9 @@ sl_json_parse(const char *s, size_t n, json_object **out, struct sl_err *err)
 	*out = NULL;
 	if (n > (size_t)INT32_MAX)
 		return sl_err_set(err, SL_ETOOLARGE, SL_RETRY_NO, "JSON document too large");
+	/* RFC 8259 8.1: JSON exchanged between systems is UTF-8. */
+	if (!sl_utf8_valid(s, n))
+		return sl_err_set(err, SL_EINVAL, SL_RETRY_NO, "malformed JSON: not valid UTF-8");
 	end = syntax_error_at(s, n);
 	if (end != (size_t)-1) {
 		if (end >= n)

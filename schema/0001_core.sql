@@ -93,12 +93,12 @@ CREATE TABLE sluice.setting (
 -- Typed accessors.  A missing row is an operator's mistake worth a clear
 -- message rather than a NULL that breaks some constraint far away.
 -- (plpgsql keeps their plans; a SQL function here is planned on every call.)
-CREATE FUNCTION sluice.setting_interval(p_name text)
-RETURNS interval LANGUAGE plpgsql STABLE AS $$
+CREATE FUNCTION sluice.setting_value(p_name text, p_kind text)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v interval;
+    v text;
 BEGIN
-    SELECT value::interval INTO v FROM sluice.setting WHERE name = p_name AND kind = 'interval';
+    SELECT value INTO v FROM sluice.setting WHERE name = p_name AND kind = p_kind;
     IF v IS NULL THEN
         RAISE EXCEPTION 'setting % is missing from sluice.setting', p_name
             USING ERRCODE = 'undefined_object',
@@ -107,18 +107,16 @@ BEGIN
     RETURN v;
 END $$;
 
+CREATE FUNCTION sluice.setting_interval(p_name text)
+RETURNS interval LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN sluice.setting_value(p_name, 'interval')::interval;
+END $$;
+
 CREATE FUNCTION sluice.setting_int(p_name text)
 RETURNS integer LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v integer;
 BEGIN
-    SELECT value::integer INTO v FROM sluice.setting WHERE name = p_name AND kind = 'integer';
-    IF v IS NULL THEN
-        RAISE EXCEPTION 'setting % is missing from sluice.setting', p_name
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Restore the row; docs/ops.md lists every setting and its default.';
-    END IF;
-    RETURN v;
+    RETURN sluice.setting_value(p_name, 'integer')::integer;
 END $$;
 
 -- Audit log: who did what, when, and how it ended.  Written in the same

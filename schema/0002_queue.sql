@@ -46,6 +46,11 @@
 --    the job is dead with every attempt's error kept.  Retry-later and release
 --    give the attempt back.
 --
+--    The functions on this hot path are planned for each call's actual
+--    arguments (plan_cache_mode = force_custom_plan): a plan cached while the
+--    table was nearly empty (just after a TRUNCATE, or before the first
+--    ANALYZE) would otherwise keep scanning it whole as it grows.
+--
 -- 5. Leases.  A running job's lease is extended by sluice.heartbeat().  When
 --    it runs out (the worker died or hung), sluice.reap_expired_leases() puts
 --    the job back, the attempt counted, or makes it dead if that was the last
@@ -503,7 +508,9 @@ END $$;
 -- Claims up to p_max runnable jobs for worker p_worker (DESIGN 2 and 3).
 CREATE FUNCTION sluice.claim_jobs(p_worker text, p_max integer DEFAULT 1)
 RETURNS SETOF sluice.claimed_job
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+AS $$
 DECLARE
     v_now          timestamptz := clock_timestamp();
     v_left         integer := least(greatest(coalesce(p_max, 1), 0), 1000);
@@ -729,7 +736,9 @@ $$;
 CREATE FUNCTION sluice.settle_jobs(p_ids bigint[], p_tokens uuid[],
                                    p_outcomes text[], p_details jsonb[])
 RETURNS TABLE (job_id bigint, accepted boolean, state text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+AS $$
 #variable_conflict use_column
 DECLARE
     v_rows      sluice.job[];
@@ -806,15 +815,29 @@ BEGIN
         PERFORM pg_advisory_xact_lock_shared(sluice.wake_lock_key());
     END IF;
 
-    -- fail with attempts left: retry after a backoff.
+    -- Back to the queue: a failure with attempts left, after a backoff; a
+    -- retry_later or release, when asked, with the attempt given back.  (The
+    -- failures that were the last attempt are gone already: dead above.)
     WITH i AS (SELECT * FROM unnest(p_ids, p_tokens, p_outcomes, p_details)
                          AS i(id, token, outcome, detail)
-                WHERE outcome = 'fail'),
+                WHERE outcome IN ('fail', 'retry_later', 'release')),
     u AS (UPDATE sluice.job j
-             SET state = 'retrying',
-                 run_at = clock_timestamp() + sluice.retry_delay(j.attempts),
-                 last_error = left(i.detail ->> 'error', 2000),
-                 errors = j.errors || sluice.attempt_error(j.attempts, j.worker_id, i.detail ->> 'error'),
+             SET state = CASE WHEN i.outcome = 'fail' OR j.errors <> '[]' THEN 'retrying'
+                              ELSE 'queued' END,
+                 attempts = CASE WHEN i.outcome = 'fail' THEN j.attempts ELSE j.attempts - 1 END,
+                 run_at = clock_timestamp() + CASE
+                     WHEN i.outcome = 'fail' THEN sluice.retry_delay(j.attempts)
+                     ELSE make_interval(secs => least(greatest(
+                              coalesce((i.detail ->> 'delay_ms')::numeric, 0), 0), 86400000) / 1000.0)
+                     END,
+                 last_error = CASE WHEN i.outcome = 'fail' THEN left(i.detail ->> 'error', 2000)
+                                   ELSE j.last_error END,
+                 errors = CASE WHEN i.outcome = 'fail'
+                               THEN j.errors || sluice.attempt_error(j.attempts, j.worker_id,
+                                                                     i.detail ->> 'error')
+                               ELSE j.errors END,
+                 hold_reason = CASE i.outcome WHEN 'retry_later'
+                                   THEN left(i.detail ->> 'reason', 500) END,
                  claim_token = NULL, worker_id = NULL, locked_until = NULL
             FROM i
            WHERE j.id = i.id AND j.claim_token = i.token AND j.state = 'running'
@@ -822,28 +845,6 @@ BEGIN
     lanes AS (INSERT INTO sluice.job_lane (org_id, priority)
               SELECT DISTINCT org_id, priority FROM u ON CONFLICT DO NOTHING)
     SELECT v_settled || coalesce(array_agg(u.id), '{}'), min(u.run_at)
-      INTO v_settled, v_first_run FROM u;
-
-    -- retry_later and release: back to the queue, attempt given back.
-    WITH i AS (SELECT * FROM unnest(p_ids, p_tokens, p_outcomes, p_details)
-                         AS i(id, token, outcome, detail)
-                WHERE outcome IN ('retry_later', 'release')),
-    u AS (UPDATE sluice.job j
-             SET state = CASE WHEN j.errors = '[]' THEN 'queued' ELSE 'retrying' END,
-                 attempts = j.attempts - 1,
-                 run_at = clock_timestamp() + make_interval(secs =>
-                     least(greatest(coalesce((i.detail ->> 'delay_ms')::numeric, 0), 0),
-                           86400000) / 1000.0),
-                 hold_reason = CASE i.outcome WHEN 'release' THEN NULL
-                                   ELSE left(i.detail ->> 'reason', 500) END,
-                 claim_token = NULL, worker_id = NULL, locked_until = NULL
-            FROM i
-           WHERE j.id = i.id AND j.claim_token = i.token AND j.state = 'running'
-          RETURNING j.id, j.run_at, j.org_id, j.priority),
-    lanes AS (INSERT INTO sluice.job_lane (org_id, priority)
-              SELECT DISTINCT org_id, priority FROM u ON CONFLICT DO NOTHING)
-    SELECT v_settled || coalesce(array_agg(u.id), '{}'),
-           least(v_first_run, min(u.run_at))
       INTO v_settled, v_first_run FROM u;
 
     -- cancel, by the worker holding the job.
@@ -904,7 +905,9 @@ $$;
 CREATE FUNCTION sluice.heartbeat(p_worker text, p_ids bigint[] DEFAULT '{}',
                                  p_tokens uuid[] DEFAULT '{}')
 RETURNS TABLE (job_id bigint, locked_until timestamptz)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+AS $$
 #variable_conflict use_column
 DECLARE
     v_until timestamptz := clock_timestamp() + sluice.setting_interval('lease');
@@ -927,7 +930,9 @@ END $$;
 -- (session setting sluice.reap_from) instead of stepping over every old
 -- lease's index entry again.  Hints reset with sluice.rescan_all().
 CREATE FUNCTION sluice.reap_expired_leases(p_limit integer DEFAULT 1000)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+AS $$
 DECLARE
     v_now       timestamptz := clock_timestamp();
     v_from      timestamptz := '-infinity';

@@ -367,43 +367,42 @@ BEGIN
     RETURN true;
 END $$;
 
+-- Pauses or resumes one kind or org (scope 'kind' or 'org').  Resuming wakes
+-- sleeping workers and makes every session drop its claim hints: the paused
+-- jobs may sit far behind them (DESIGN 3 in 0002_queue.sql).  Returns
+-- whether anything changed.
+CREATE FUNCTION sluice.set_paused(p_scope text, p_name text, p_paused boolean,
+                                  p_reason text DEFAULT NULL)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_scope = 'org' THEN
+        p_name := p_name::bigint::text;   -- '007' is org 7
+    END IF;
+    IF p_paused THEN
+        INSERT INTO sluice.pause (scope, name, reason) VALUES (p_scope, p_name, p_reason)
+        ON CONFLICT (scope, name) DO UPDATE SET reason = excluded.reason;
+        RETURN true;
+    END IF;
+    DELETE FROM sluice.pause WHERE scope = p_scope AND name = p_name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM sluice.rescan_all();
+    PERFORM sluice.wake_workers(now());
+    RETURN true;
+END $$;
+
 CREATE FUNCTION sluice.pause_kind(p_kind text, p_reason text DEFAULT NULL)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO sluice.pause (scope, name, reason) VALUES ('kind', p_kind, p_reason)
-    ON CONFLICT (scope, name) DO UPDATE SET reason = excluded.reason;
-$$;
+RETURNS void LANGUAGE sql AS $$ SELECT sluice.set_paused('kind', p_kind, true, p_reason) $$;
 
 CREATE FUNCTION sluice.pause_org(p_org bigint, p_reason text DEFAULT NULL)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO sluice.pause (scope, name, reason) VALUES ('org', p_org::text, p_reason)
-    ON CONFLICT (scope, name) DO UPDATE SET reason = excluded.reason;
-$$;
+RETURNS void LANGUAGE sql AS $$ SELECT sluice.set_paused('org', p_org::text, true, p_reason) $$;
 
--- Resuming wakes sleeping workers, and makes every session drop its claim
--- hints: the paused jobs may sit far behind them (DESIGN 3 in 0002_queue.sql).
 CREATE FUNCTION sluice.resume_kind(p_kind text)
-RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM sluice.pause WHERE scope = 'kind' AND name = p_kind;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM sluice.rescan_all();
-    PERFORM sluice.wake_workers(now());
-    RETURN true;
-END $$;
+RETURNS boolean LANGUAGE sql AS $$ SELECT sluice.set_paused('kind', p_kind, false) $$;
 
 CREATE FUNCTION sluice.resume_org(p_org bigint)
-RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM sluice.pause WHERE scope = 'org' AND name = p_org::text;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM sluice.rescan_all();
-    PERFORM sluice.wake_workers(now());
-    RETURN true;
-END $$;
+RETURNS boolean LANGUAGE sql AS $$ SELECT sluice.set_paused('org', p_org::text, false) $$;
 
 -- Forgets workers that stopped, or were lost, more than p_older_than ago.
 -- Housekeeping calls it; returns how many rows went.
@@ -419,8 +418,12 @@ RETURNS integer LANGUAGE sql AS $$
 $$;
 
 -- Gauges for GET /metrics, one row per sample; the API renders them in the
--- Prometheus text format.  Labels are already in exposition syntax.
-CREATE FUNCTION sluice.metrics()
+-- Prometheus text format.  Labels are already in exposition syntax (kinds
+-- cannot hold a quote or backslash: see the CHECK on sluice.job.kind).
+-- p_org limits the job figures to one org (the API passes the caller's);
+-- NULL, for an operator at psql, counts every org.  Worker figures are
+-- shared by all orgs and hold no tenant's data.
+CREATE FUNCTION sluice.metrics(p_org bigint DEFAULT NULL)
 RETURNS TABLE (name text, help text, type text, labels text, value double precision)
 LANGUAGE sql STABLE AS $$
     SELECT 'sluice_jobs', 'Live jobs by state, kind and priority.', 'gauge',
@@ -429,18 +432,23 @@ LANGUAGE sql STABLE AS $$
                        WHEN d.paused THEN 'paused'
                        ELSE 'scheduled' END, d.kind, d.priority),
            sum(d.jobs)::double precision
-      FROM sluice.queue_depth d GROUP BY 4
+      FROM sluice.queue_depth d
+     WHERE p_org IS NULL OR d.org_id = p_org
+     GROUP BY 4
     UNION ALL
     SELECT 'sluice_oldest_runnable_job_age_seconds',
            'Age of the oldest runnable job, by kind.', 'gauge',
-           format('kind="%s"', kind),
-           extract(epoch FROM max(oldest_wait))::double precision
-      FROM sluice.queue_lag GROUP BY kind
+           format('kind="%s"', j.kind),
+           extract(epoch FROM now() - min(j.run_at))::double precision
+      FROM sluice.job j
+     WHERE sluice.is_runnable(j) AND (p_org IS NULL OR j.org_id = p_org)
+     GROUP BY j.kind
     UNION ALL
     SELECT 'sluice_jobs_finished_last_minute', 'Jobs ended in the last minute.', 'gauge',
            format('state="%s"', s.state),
            (SELECT count(*) FROM sluice.job_archive a
-             WHERE a.state = s.state AND a.finished_at > now() - interval '1 minute')
+             WHERE a.state = s.state AND a.finished_at > now() - interval '1 minute'
+               AND (p_org IS NULL OR a.org_id = p_org))
       FROM unnest(ARRAY['done', 'dead', 'cancelled']) AS s(state)
     UNION ALL
     SELECT 'sluice_workers', 'Registered workers by status.', 'gauge',

@@ -54,6 +54,9 @@ int t_stop(pid_t pid, int sig);
 /* Waits up to timeout_ms for pid to exit; returns its status as t_stop, or -1. */
 int t_wait_exit(pid_t pid, long timeout_ms);
 
+/* A loopback TCP port nothing listens on now (bind port 0, read it, let it go). */
+int t_free_port(void);
+
 /* Directory of the test cluster (for restart tests). */
 const char *t_pgdir(void);
 

@@ -447,28 +447,12 @@ START_TEST(health_ok)
 }
 END_TEST
 
-/* A TCP port on loopback that nobody listens on. */
-static int
-closed_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int s = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	ck_assert_int_ge(s, 0);
-	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(s);
-	return port;
-}
-
 START_TEST(health_database_unreachable_503)
 {
 	char dead[128];
 
 	snprintf(dead, sizeof(dead), "postgresql://postgres@127.0.0.1:%d/sluice?connect_timeout=5",
-	         closed_port());
+	         t_free_port());
 	call(&(struct req){ .method = "GET", .path = "/health", .db_url = dead });
 	ck_assert_int_eq(R.status, 503);
 	ck_assert_str_eq(hdr(&R, "Content-Type"), "application/json");
@@ -1239,7 +1223,11 @@ START_TEST(metrics_text_format)
 	post_job("{\"kind\":\"report.fetch\"}");
 	post_job("{\"kind\":\"sync\",\"priority\":1}");
 	post_job("{\"kind\":\"sync\",\"run_at\":\"2099-01-01T00:00:00Z\"}");
+	/* Another org's jobs are not this org's business. */
+	call_simple("POST", "/api/v1/jobs", key_b_write, "{\"kind\":\"other.tenant\"}");
+	ck_assert_int_eq(R.status, 201);
 	call_simple("GET", "/metrics", key_a_admin, NULL);
+	ck_assert_ptr_null(strstr(R.body, "other.tenant"));
 	ck_assert_int_eq(R.status, 200);
 	ck_assert_str_eq(hdr(&R, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
 	ck_assert_ptr_nonnull(strstr(R.body,
@@ -1486,12 +1474,12 @@ START_TEST(uuid_kind_utf8_tables)
 	ck_assert(!api_is_kind("A"));
 	ck_assert(!api_is_kind("_a"));
 	ck_assert(!api_is_kind("a b"));
-	ck_assert(api_utf8_valid("caf\xc3\xa9 \xf0\x9f\x98\x80", 10));
-	ck_assert(!api_utf8_valid("\xc0\xaf", 2));           /* overlong '/' */
-	ck_assert(!api_utf8_valid("\xed\xa0\x80", 3));       /* a UTF-16 surrogate */
-	ck_assert(!api_utf8_valid("\xf4\x90\x80\x80", 4));   /* past U+10FFFF */
-	ck_assert(!api_utf8_valid("\xe2\x82", 2));           /* cut short */
-	ck_assert(!api_utf8_valid("\xff", 1));
+	ck_assert(sl_utf8_valid("caf\xc3\xa9 \xf0\x9f\x98\x80", 10));
+	ck_assert(!sl_utf8_valid("\xc0\xaf", 2));           /* overlong '/' */
+	ck_assert(!sl_utf8_valid("\xed\xa0\x80", 3));       /* a UTF-16 surrogate */
+	ck_assert(!sl_utf8_valid("\xf4\x90\x80\x80", 4));   /* past U+10FFFF */
+	ck_assert(!sl_utf8_valid("\xe2\x82", 2));           /* cut short */
+	ck_assert(!sl_utf8_valid("\xff", 1));
 }
 END_TEST
 

@@ -146,22 +146,6 @@ jint(const struct http *h, const char *a, const char *b)
 	return json_object_get_int64(v);
 }
 
-/* A free loopback port: bind port 0, read what the kernel chose, let it go. */
-static int
-free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int s = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	ck_assert_int_ge(s, 0);
-	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(s);
-	return port;
-}
-
 /* tools/lighttpd.conf.in with every @NAME@ replaced; sl_free() it. */
 static char *
 fill_template(const char *const *names, const char *const *values, size_t n)
@@ -276,7 +260,7 @@ START_TEST(smoke_through_lighttpd)
 	ck_assert_int_eq(pclose(p), 0);
 
 	ck_assert_ptr_nonnull(mkdtemp(state));
-	snprintf(port, sizeof(port), "%d", free_port());
+	snprintf(port, sizeof(port), "%d", t_free_port());
 	values[0] = port;
 	values[1] = state;
 	values[2] = t_api_bin;

@@ -427,16 +427,9 @@ pause_or_resume(struct sl_db *db, int argc, char **argv, int pause)
 		return usage_error("expected: kind KIND, or org ID");
 	if (!strcmp(scope, "org") && !valid_id(name))
 		return usage_error("org takes an org id");
-	if (pause) {
-		const char *sql = !strcmp(scope, "kind")
-			? "SELECT sluice.pause_kind($1, $2) IS NULL"
-			: "SELECT sluice.pause_org($1::bigint, $2) IS NULL";
-
-		return yes_no(db, sql, 2, (const char *const[]){ name, reason }, "paused", "not paused");
-	}
-	return yes_no(db, !strcmp(scope, "kind") ? "SELECT sluice.resume_kind($1)"
-	                                         : "SELECT sluice.resume_org($1::bigint)",
-	              1, (const char *const[]){ name }, "resumed", "it was not paused");
+	return yes_no(db, "SELECT sluice.set_paused($1, $2, $3::boolean, $4)", 4,
+	              (const char *const[]){ scope, name, pause ? "true" : "false", reason },
+	              pause ? "paused" : "resumed", "it was not paused");
 }
 
 static int
