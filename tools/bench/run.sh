@@ -280,8 +280,10 @@ if want backlog; then
 	stop_workers
 	small=$(awk -v t="$total" -v s="$secs" 'BEGIN { printf "%d", t / s }')
 	row "processing with a 10,000-job backlog, 2 workers" "$small jobs/s" ""
-	big=$(process_trial "$BIG" 2)
-	row "processing with a $BIG-job backlog, 2 workers" "$big jobs/s" \
+	rates=()
+	for ((t = 0; t < TRIALS; t++)); do rates+=("$(process_trial "$BIG" 2)"); done
+	big=$(printf '%s\n' "${rates[@]}" | median)
+	row "processing with a $BIG-job backlog, 2 workers (median of $TRIALS: ${rates[*]})" "$big jobs/s" \
 	    "within 10 % of the 10k figure ($(awk -v a="$big" -v b="$small" 'BEGIN { printf "%+.1f %%", (a - b) * 100 / b }'))"
 fi
 
