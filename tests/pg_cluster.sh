@@ -53,12 +53,11 @@ start)
 listen_addresses = ''
 unix_socket_directories = '$dir'
 port = 5432
-max_connections = 200
 log_min_messages = warning
 log_line_prefix = '%m [%p] %d '
 CONF
 	if [ "${4:-}" != --defaults ]; then
-		printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' \
+		printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n' \
 			>>"$dir/data/postgresql.conf"
 	fi
 	if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null; then
