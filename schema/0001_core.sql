@@ -100,7 +100,7 @@ DECLARE
 BEGIN
     SELECT value INTO v FROM sluice.setting WHERE name = p_name AND kind = p_kind;
     IF v IS NULL THEN
-        RAISE EXCEPTION 'setting % is missing from sluice.setting', p_name
+        RAISE EXCEPTION 'setting % (%) is missing from sluice.setting', p_name, p_kind
             USING ERRCODE = 'undefined_object',
                   HINT = 'Restore the row; docs/ops.md lists every setting and its default.';
     END IF;

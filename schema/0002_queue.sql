@@ -831,11 +831,12 @@ BEGIN
              SET state = CASE WHEN i.outcome = 'fail' OR j.errors <> '[]' THEN 'retrying'
                               ELSE 'queued' END,
                  attempts = CASE WHEN i.outcome = 'fail' THEN j.attempts ELSE j.attempts - 1 END,
-                 run_at = clock_timestamp() + CASE
-                     WHEN i.outcome = 'fail' THEN sluice.retry_delay(j.attempts)
-                     ELSE make_interval(secs => least(greatest(
-                              coalesce((i.detail ->> 'delay_ms')::numeric, 0), 0), 86400000) / 1000.0)
-                     END,
+                 run_at = CASE i.outcome
+                     WHEN 'fail' THEN clock_timestamp() + sluice.retry_delay(j.attempts)
+                     WHEN 'retry_later' THEN clock_timestamp() + make_interval(secs =>
+                         least(greatest(coalesce((i.detail ->> 'delay_ms')::numeric, 0), 0),
+                               86400000) / 1000.0)
+                     ELSE j.run_at END,   -- a released job keeps its place in line
                  last_error = CASE WHEN i.outcome = 'fail' THEN left(i.detail ->> 'error', 2000)
                                    ELSE j.last_error END,
                  errors = CASE WHEN i.outcome = 'fail'
@@ -866,8 +867,13 @@ BEGIN
         v_settled := v_settled || ARRAY(SELECT (r).id FROM unnest(v_rows) r);
     END IF;
 
+    -- A released job went back to its old place, which may be behind other
+    -- sessions' claim hints (DESIGN 3): have them look again.
+    IF 'release' = ANY (p_outcomes) THEN
+        PERFORM sluice.rescan_all();
+    END IF;
     IF v_first_run IS NOT NULL THEN
-        PERFORM sluice.wake_workers(v_first_run);
+        PERFORM sluice.wake_workers(least(v_first_run, clock_timestamp()));
     END IF;
 
     RETURN QUERY

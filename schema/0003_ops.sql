@@ -34,12 +34,15 @@ $$;
 -- org is paused.  runnable: a claim could take it now (waiting, due, not
 -- paused); a waiting job that is neither is scheduled for later.
 CREATE VIEW sluice.queue_depth AS
-SELECT j.state, j.kind, j.priority, j.org_id,
-       sluice.is_paused(j.kind, j.org_id) AS paused,
-       sluice.is_runnable(j) AS runnable,
-       count(*) AS jobs
-  FROM sluice.job j
- GROUP BY 1, 2, 3, 4, 5, 6;
+SELECT g.state, g.kind, g.priority, g.org_id, p.paused,
+       g.state <> 'running' AND g.due AND NOT p.paused AS runnable,
+       g.jobs
+  FROM (SELECT state, kind, priority, org_id, run_at <= now() AS due, count(*) AS jobs
+          FROM sluice.job
+         GROUP BY 1, 2, 3, 4, 5) g
+  -- Paused is decided per group, not per job: a view over a big backlog
+  -- must not probe sluice.pause a hundred thousand times.
+  CROSS JOIN LATERAL (SELECT sluice.is_paused(g.kind, g.org_id) AS paused) p;
 
 -- How long the oldest runnable job has waited, by kind and priority.
 CREATE VIEW sluice.queue_lag AS
@@ -114,23 +117,24 @@ $$;
 CREATE FUNCTION sluice.claim_positions(p_org bigint, p_limit integer DEFAULT 100)
 RETURNS TABLE (job_id bigint, jobs_ahead bigint)
 LANGUAGE sql STABLE AS $$
-    WITH mine AS (
+    WITH mine AS MATERIALIZED (
         SELECT j.id, j.priority,
                row_number() OVER (PARTITION BY j.priority ORDER BY j.run_at, j.id) - 1 AS rank
           FROM sluice.job j
          WHERE j.org_id = p_org AND sluice.is_runnable(j)
          ORDER BY j.priority, j.run_at, j.id
          LIMIT p_limit),
-    prios AS (
+    prios AS MATERIALIZED (
         SELECT priority, max(rank) AS max_rank FROM mine GROUP BY priority),
-    higher AS (
+    -- Materialized: each is read once per listed job below.
+    higher AS MATERIALIZED (
         SELECT p.priority,
                (SELECT count(*) FROM sluice.job j
                  WHERE j.priority < p.priority AND sluice.is_runnable(j)) AS n
           FROM prios p),
     -- Other orgs' lanes at those priorities, each counted only as far as
     -- round-robin could matter (max_rank jobs).
-    others AS (
+    others AS MATERIALIZED (
         SELECT l.priority,
                (SELECT count(*) FROM (SELECT 1 FROM sluice.job j
                                        WHERE j.org_id = l.org_id AND j.priority = l.priority
@@ -156,9 +160,9 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
 $$;
 
 -- Completions per second to expect from the workers alive now: the last
--- minute's rate while it ran at full strength, else live workers over the
--- mean duration of recent jobs (counting the ones running now, which may be
--- the slow ones).  NULL when no worker is alive or nothing is known.
+-- minute's rate, else (nothing ended in the last minute) live workers over
+-- the mean duration of the jobs running now.  NULL when no worker is alive
+-- or nothing is known.
 CREATE FUNCTION sluice.expected_rate()
 RETURNS double precision LANGUAGE sql STABLE AS $$
     WITH live AS (SELECT sluice.live_worker_count() AS n),
@@ -172,7 +176,7 @@ RETURNS double precision LANGUAGE sql STABLE AS $$
           FROM sluice.job WHERE state = 'running')
     SELECT CASE
         WHEN live.n = 0 THEN NULL
-        WHEN recent.done > 0 AND coalesce(running.mean_s, 0) <= 60 THEN recent.done / 60.0
+        WHEN recent.done > 0 THEN recent.done / 60.0
         ELSE live.n / nullif(greatest(coalesce(recent.mean_s, 0), coalesce(running.mean_s, 0)), 0)
         END
       FROM live, recent, running;
@@ -225,6 +229,14 @@ BEGIN
         ELSIF a.state = 'done' THEN
             RETURN QUERY SELECT a.state,
                 format('done at %s after %s attempt(s)', a.finished_at, a.attempts);
+        ELSIF a.state = 'dead' AND a.dedupe_key IS NOT NULL AND EXISTS (
+                  SELECT 1 FROM sluice.job x
+                   WHERE x.org_id = a.org_id AND x.dedupe_key = a.dedupe_key) THEN
+            RETURN QUERY SELECT a.state,
+                format('dead after %s attempt(s), last error: %s; live job %s holds its '
+                       'dedupe key and does the same work', a.attempts, a.last_error,
+                       (SELECT x.id FROM sluice.job x
+                         WHERE x.org_id = a.org_id AND x.dedupe_key = a.dedupe_key));
         ELSIF a.state = 'dead' THEN
             RETURN QUERY SELECT a.state,
                 format('dead after %s attempt(s), last error: %s; retry it with '
@@ -331,8 +343,8 @@ BEGIN
                             state, run_at, attempts, max_attempts, dedupe_key,
                             created_at, last_error, errors)
     VALUES (a.id, a.org_id, a.connector_id, a.kind, a.payload, a.priority,
-            'queued', now(), 0, a.max_attempts, a.dedupe_key, a.created_at,
-            a.last_error, a.errors);
+            CASE WHEN a.errors = '[]' THEN 'queued' ELSE 'retrying' END, clock_timestamp(),
+            0, a.max_attempts, a.dedupe_key, a.created_at, a.last_error, a.errors);
     PERFORM sluice.wake_workers(now());
     RETURN true;
 END $$;

@@ -40,6 +40,14 @@ t_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Server NOTICEs are part of what tests provoke; they need not reach the output. */
+static void
+quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
 PGconn *
 t_connect(const char *url)
 {
@@ -47,15 +55,8 @@ t_connect(const char *url)
 
 	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "cannot connect to %s: %s", url,
 	              PQerrorMessage(c));
-	PQsetNoticeProcessor(c, NULL, NULL);
+	PQsetNoticeProcessor(c, quiet, NULL);
 	return c;
-}
-
-static void
-quiet(void *arg, const char *msg)
-{
-	(void)arg;
-	(void)msg;
 }
 
 void

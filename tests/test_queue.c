@@ -474,7 +474,7 @@ START_TEST(dead_jobs_can_be_retried)
 	snprintf(sql, sizeof(sql), "SELECT sluice.retry_dead_job(%lld)::int", id);
 	ck_assert_int_eq(t_int(db, sql), 1);
 	ck_assert_int_eq(t_int(db, sql), 0);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM sluice.job WHERE id = %lld AND state = 'queued'"
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM sluice.job WHERE id = %lld AND state = 'retrying'"
 	         " AND attempts = 0 AND jsonb_array_length(errors) = 1", id);
 	ck_assert_int_eq(t_int(db, sql), 1);
 	r = claim(db, "w", 1);
@@ -766,6 +766,13 @@ START_TEST(dead_job_with_a_taken_dedupe_key_is_not_retried)
 	ck_assert_int_ne(enqueue(db, org, "noop", 3, "nightly"), dead);
 	snprintf(sql, sizeof(sql), "SELECT sluice.retry_dead_job(%lld)::int", dead);
 	ck_assert_int_eq(t_int(db, sql), 0);
+	{
+		char reason[512];
+
+		snprintf(sql, sizeof(sql), "SELECT reason FROM sluice.why(%lld)", dead);
+		t_text(db, sql, reason, sizeof(reason));
+		ck_assert_msg(strstr(reason, "holds its dedupe key") != NULL, "%s", reason);
+	}
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.dead_jobs"), 1);
 	ck_assert_int_eq(t_int(db, "SELECT sluice.retry_dead_jobs()"), 0);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job"), 1);
@@ -815,7 +822,7 @@ START_TEST(settings_must_be_positive_and_present)
 	r = PQexec(db, "SELECT * FROM sluice.claim_jobs('w', 1)");
 	ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
 	snprintf(msg, sizeof(msg), "%s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
-	ck_assert_str_eq(msg, "setting lease is missing from sluice.setting");
+	ck_assert_str_eq(msg, "setting lease (interval) is missing from sluice.setting");
 	PQclear(r);
 }
 END_TEST
@@ -833,6 +840,37 @@ START_TEST(busy_worker_stays_alive)
 	PQclear(r);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.workers WHERE status = 'busy'"), 1);
 	ck_assert_int_eq(t_int(db, "SELECT sluice.live_worker_count()"), 1);
+}
+END_TEST
+
+/* A job given back unstarted keeps its place in line, and other sessions,
+ * whose hints are past it, find it again. */
+START_TEST(released_job_keeps_its_place)
+{
+	long long org = t_org(db, "acme");
+	PGconn *other = t_connect(url);
+	long long first = enqueue(db, org, "noop", 3, NULL);
+	char token[64], sql[256];
+	PGresult *r;
+
+	enqueue(db, org, "noop", 3, NULL);
+	r = claim(db, "w1", 1);
+	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 3));
+	PQclear(r);
+	/* Another session takes the second job: its hint is now past the first. */
+	r = claim(other, "w2", 1);
+	ck_assert_int_eq(PQntuples(r), 1);
+	PQclear(r);
+	ck_assert_int_eq(settle(db, first, token, "release", "null"), 1);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM sluice.job WHERE id = %lld AND state = 'queued'"
+	         " AND attempts = 0 AND run_at < created_at + interval '1 second'", first);
+	ck_assert_int_eq(t_int(db, sql), 1);
+	enqueue(db, org, "noop", 3, NULL);
+	r = claim(other, "w2", 1);
+	ck_assert_int_eq(PQntuples(r), 1);
+	ck_assert_int_eq(strtoll(PQgetvalue(r, 0, 0), NULL, 10), first);
+	PQclear(r);
+	PQfinish(other);
 }
 END_TEST
 
@@ -873,6 +911,7 @@ make_suite(void)
 	tcase_add_test(tc, paused_jobs_are_not_counted_ahead);
 	tcase_add_test(tc, settings_must_be_positive_and_present);
 	tcase_add_test(tc, busy_worker_stays_alive);
+	tcase_add_test(tc, released_job_keeps_its_place);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -321,8 +321,8 @@ cmd_queue(struct sl_db *db, int argc, char **argv)
 	if (positional(argc, argv, 1) || leftover_option(argc, argv))
 		return usage_error("no arguments expected");
 	printf("Live jobs:\n");
-	rc = show(db, "SELECT state, runnable, kind, priority, org_id, jobs FROM sluice.queue_depth"
-	              " ORDER BY state, kind, priority, org_id", 0, NULL);
+	rc = show(db, "SELECT state, runnable, paused, kind, priority, org_id, jobs"
+	              " FROM sluice.queue_depth ORDER BY state, kind, priority, org_id", 0, NULL);
 	if (rc)
 		return rc;
 	printf("\nOldest runnable job:\n");
@@ -399,7 +399,9 @@ cmd_retry(struct sl_db *db, int argc, char **argv)
 	if (!valid_id(id) || kind || org || positional(argc, argv, 2))
 		return usage_error("expected a job id, or: retry all [--kind K] [--org ID]");
 	return yes_no(db, "SELECT sluice.retry_dead_job($1::bigint)", 1,
-	              (const char *const[]){ id }, "queued again", "not a dead job");
+	              (const char *const[]){ id }, "queued again",
+	              "not retried: not a dead job, or a live job holds its dedupe key "
+	              "(sluicectl why JOB_ID says which)");
 }
 
 static int

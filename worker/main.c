@@ -30,12 +30,13 @@ static const struct sl_conf_key keys[] = {
 	{ "SLUICE_WORKER_FLUSH_INTERVAL", SL_CONF_MS, &conf.flush_ms, "50ms", 0, 60000, 1, 0,
 	  "Longest a finished job's outcome waits to be written with the rest of its batch." },
 	{ "SLUICE_WORKER_RELEASE_AFTER", SL_CONF_MS, &conf.release_after_ms, "1s", 0, 3600000, 1, 0,
-	  "When one job has run this long, the unstarted jobs of its batch go back to the queue." },
+	  "When a claimed batch has been held this long, its unstarted jobs go back to the queue." },
 	{ "SLUICE_WORKER_REAP_INTERVAL", SL_CONF_MS, &conf.reap_interval_ms, "2s", 100, 3600000, 1, 0,
 	  "How often a busy worker looks for jobs whose lease expired (idle workers wake "
 	  "for the earliest lease expiry by themselves)." },
 	{ "SLUICE_WORKER_HOUSEKEEPING_INTERVAL", SL_CONF_MS, &conf.housekeeping_ms, "60s", 1000,
-	  86400000, 1, 0, "How often to prune archived jobs past retention and drop empty lanes." },
+	  86400000, 1, 0, "How often to prune archived jobs past retention, drop empty lanes, forget "
+	  "long-gone workers and have every session drop its claim hints (sluice.rescan_all)." },
 	{ "SLUICE_SHUTDOWN_GRACE", SL_CONF_MS, &conf.shutdown_grace_ms, "10s", 0, 3600000, 1, 0,
 	  "On SIGTERM, how long a running job may go on before it is told to stop and released." },
 	{ "SLUICE_WATCHDOG_GRACE", SL_CONF_MS, &conf.watchdog_grace_ms, "30s", 1000, 3600000, 1, 0,

@@ -13,10 +13,10 @@
  *    one transaction.  A batch whose jobs take a while does not sit on its
  *    outcomes: they are flushed when the oldest has waited flush_ms.
  *
- * 3. A claimed batch belongs to this worker, so a slow job must not hold
- *    the rest hostage: once a job has run release_after_ms, the jobs of the
- *    batch not yet started are given back (outcome "release", no attempt
- *    spent) for other workers to take.
+ * 3. A claimed batch belongs to this worker, so slow jobs must not hold
+ *    the rest hostage: once the batch has been held release_after_ms, the
+ *    jobs not yet started are given back (outcome "release", no attempt
+ *    spent, their place in line kept) for other workers to take.
  *
  * 4. Leases.  Every held job has a lease; heartbeats (from sl_job_tick()
  *    inside long jobs, and between jobs) extend it every third of the lease.
@@ -107,6 +107,7 @@ struct sl_worker {
 	size_t          n_batch;           /* claimed */
 	size_t          next;              /* batch[next..n_batch) not started */
 	long long       lease_ms;
+	long long       claimed_ms;        /* when the batch was claimed */
 
 	struct outcome  out[2 * MAX_BATCH];
 	size_t          n_out;
@@ -313,8 +314,10 @@ take_claimed(struct sl_worker *w, PGresult *res)
 	/* Heartbeat three times per lease (the lease is an operator's setting). */
 	if (w->lease_ms < 300 || w->lease_ms == LLONG_MAX)
 		w->lease_ms = w->lease_ms == LLONG_MAX ? 30000 : 300;
-	if (w->n_batch)
-		w->next_heartbeat_ms = sl_mono_ms() + w->lease_ms / 3;
+	if (w->n_batch) {
+		w->claimed_ms = sl_mono_ms();
+		w->next_heartbeat_ms = w->claimed_ms + w->lease_ms / 3;
+	}
 }
 
 /*
@@ -509,7 +512,7 @@ sl_job_tick(struct sl_jobctx *ctx, struct sl_err *err)
 		                  "worker is shutting down");
 	if (!sl_db_ok(w->db))
 		return 0;   /* keep working; the main loop reconnects and settles later */
-	if (w->next < w->n_batch && now - ctx->started_ms >= w->conf->release_after_ms) {
+	if (w->next < w->n_batch && now - w->claimed_ms >= w->conf->release_after_ms) {
 		if (release_unstarted(w, &hb_err))
 			sl_log_warn("cannot release unstarted jobs", SLF_S("error", hb_err.msg), SLF_END);
 	}
@@ -955,7 +958,9 @@ sl_worker_run(const struct sl_worker_conf *conf, const struct sl_worker_signals 
 
 		if (w->next < w->n_batch) {
 			/* Between jobs: keep leases and outcomes fresh, then run the next one. */
-			if (stopping(w)) {
+			if (stopping(w) || now - w->claimed_ms >= conf->release_after_ms) {
+				/* Shutting down, or the batch is taking longer than it
+				 * should: the jobs not started go back for other workers. */
 				rc = release_unstarted(w, &err);
 			} else if (now >= w->next_heartbeat_ms) {
 				rc = heartbeat(w, &err);
