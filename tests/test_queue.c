@@ -66,6 +66,20 @@ settle(PGconn *c, long long id, const char *token, const char *outcome, const ch
 	return ok;
 }
 
+/* Claims one job as worker w and copies its claim token; returns its id. */
+static long long
+claim_one(PGconn *c, const char *w, char *token, size_t size)
+{
+	PGresult *r = claim(c, w, 1);
+	long long id;
+
+	ck_assert_int_eq(PQntuples(r), 1);
+	id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	snprintf(token, size, "%s", PQgetvalue(r, 0, 3));
+	PQclear(r);
+	return id;
+}
+
 START_TEST(enqueue_one_and_many)
 {
 	long long org = t_org(db, "acme");
@@ -284,11 +298,9 @@ START_TEST(permanent_failure_dies_at_once)
 {
 	long long org = t_org(db, "acme");
 	long long id = enqueue(db, org, "fail", 3, NULL);
-	PGresult *r = claim(db, "w", 1);
 	char token[64];
 
-	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 3));
-	PQclear(r);
+	claim_one(db, "w", token, sizeof(token));
 	ck_assert_int_eq(settle(db, id, token, "fail", "{\"error\":\"bad input\",\"permanent\":true}"), 1);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job_archive WHERE state = 'dead'"
 	                           " AND attempts = 1 AND last_error = 'bad input'"), 1);
@@ -299,11 +311,10 @@ START_TEST(retry_later_spends_no_attempt)
 {
 	long long org = t_org(db, "acme");
 	long long id = enqueue(db, org, "noop", 3, NULL);
-	PGresult *r = claim(db, "w", 1);
+	PGresult *r;
 	char token[64];
 
-	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 3));
-	PQclear(r);
+	claim_one(db, "w", token, sizeof(token));
 	ck_assert_int_eq(settle(db, id, token, "retry_later",
 	                        "{\"delay_ms\":60000,\"reason\":\"rate limited by provider\"}"), 1);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job WHERE state = 'queued'"
@@ -364,11 +375,9 @@ START_TEST(cancel_of_running_job_refuses_its_completion)
 {
 	long long org = t_org(db, "acme");
 	long long id = enqueue(db, org, "noop", 3, NULL);
-	PGresult *r = claim(db, "w", 1);
 	char token[64], sql[128];
 
-	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 3));
-	PQclear(r);
+	claim_one(db, "w", token, sizeof(token));
 	snprintf(sql, sizeof(sql), "SELECT sluice.cancel_job(%lld, 'no longer wanted')::int", id);
 	ck_assert_int_eq(t_int(db, sql), 1);
 	ck_assert_int_eq(t_int(db, sql), 0);
@@ -465,11 +474,9 @@ START_TEST(dead_jobs_can_be_retried)
 {
 	long long org = t_org(db, "acme");
 	long long id = enqueue(db, org, "fail", 3, NULL);
-	PGresult *r = claim(db, "w", 1);
 	char token[64], sql[128];
 
-	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 3));
-	PQclear(r);
+	claim_one(db, "w", token, sizeof(token));
 	settle(db, id, token, "fail", "{\"error\":\"x\",\"permanent\":true}");
 	snprintf(sql, sizeof(sql), "SELECT sluice.retry_dead_job(%lld)::int", id);
 	ck_assert_int_eq(t_int(db, sql), 1);
@@ -477,9 +484,7 @@ START_TEST(dead_jobs_can_be_retried)
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM sluice.job WHERE id = %lld AND state = 'retrying'"
 	         " AND attempts = 0 AND jsonb_array_length(errors) = 1", id);
 	ck_assert_int_eq(t_int(db, sql), 1);
-	r = claim(db, "w", 1);
-	ck_assert_int_eq(PQntuples(r), 1);
-	PQclear(r);
+	ck_assert_int_eq(claim_one(db, "w", token, sizeof(token)), id);
 }
 END_TEST
 
@@ -756,11 +761,9 @@ START_TEST(dead_job_with_a_taken_dedupe_key_is_not_retried)
 {
 	long long org = t_org(db, "acme");
 	long long dead = enqueue(db, org, "fail", 3, "nightly");
-	PGresult *r = claim(db, "w", 1);
 	char token[64], sql[256];
 
-	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 3));
-	PQclear(r);
+	claim_one(db, "w", token, sizeof(token));
 	settle(db, dead, token, "fail", "{\"error\":\"x\",\"permanent\":true}");
 	/* The same work is queued again under the key. */
 	ck_assert_int_ne(enqueue(db, org, "noop", 3, "nightly"), dead);
