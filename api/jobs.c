@@ -66,10 +66,7 @@ api_job_create(struct api_ctx *c, struct sl_err *err)
 	if (rc)
 		goto out;
 
-	rc = api_db(c, &db, err);
-	if (rc)
-		goto out;
-	rc = api_tx_begin(db, err);
+	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
 	in_tx = 1;
@@ -295,10 +292,7 @@ api_job_cancel(struct api_ctx *c, struct sl_err *err)
 	snprintf(org, sizeof(org), "%lld", c->org_id);
 	snprintf(c->target, sizeof(c->target), "job:%lld", n);
 
-	rc = api_db(c, &db, err);
-	if (rc)
-		goto out;
-	rc = api_tx_begin(db, err);
+	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
 	in_tx = 1;

@@ -24,9 +24,11 @@ out:
 }
 
 int
-api_tx_begin(struct sl_db *db, struct sl_err *err)
+api_tx_begin(struct api_ctx *c, struct sl_db **out, struct sl_err *err)
 {
-	return sl_db_exec(db, "BEGIN", 0, NULL, err);
+	int rc = api_db(c, out, err);
+
+	return rc ? rc : sl_db_exec(*out, "BEGIN", 0, NULL, err);
 }
 
 int

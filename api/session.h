@@ -13,8 +13,15 @@
 int api_db(struct api_ctx *c, struct sl_db **out, struct sl_err *err)
 	__attribute__((warn_unused_result));
 
-/* BEGIN and COMMIT.  On error: SL_EDB / SL_ECONN with err filled. */
-int api_tx_begin(struct sl_db *db, struct sl_err *err) __attribute__((warn_unused_result));
+/*
+ * Opens the request's session if needed (api_db) and BEGINs a transaction
+ * on it; *out is the session.  On error: as api_db, or SL_EDB / SL_ECONN
+ * from BEGIN, with err filled and no transaction open.
+ */
+int api_tx_begin(struct api_ctx *c, struct sl_db **out, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
+/* COMMIT.  On error: SL_EDB / SL_ECONN with err filled. */
 int api_tx_commit(struct sl_db *db, struct sl_err *err) __attribute__((warn_unused_result));
 
 /* ROLLBACK, ignoring errors (a broken session has nothing to roll back). */

@@ -229,6 +229,43 @@ t_stop(pid_t pid, int sig)
 }
 
 int
+t_sh(const char *cmd, char *out, size_t size)
+{
+	char full[4096];
+	FILE *p;
+	size_t n;
+	int status;
+
+	snprintf(full, sizeof(full), "%s 2>&1", cmd);
+	p = popen(full, "r");
+	ck_assert_ptr_nonnull(p);
+	n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+long long
+t_key(const char *url, long long org, const char *scope, char *key)
+{
+	char cmd[1024], out[512], *line;
+	long long id = 0;
+
+	snprintf(cmd, sizeof(cmd), "'%s' --database '%s' key create --org %lld --name test-%s"
+	         " --scope %s", t_ctl_bin, url, org, scope, scope);
+	ck_assert_int_eq(t_sh(cmd, out, sizeof(out)), 0);
+	/* stderr's notice ("shown once") may come first: find the stdout lines. */
+	line = strstr(out, "key id ");
+	ck_assert_msg(line && sscanf(line, "key id %lld", &id) == 1, "no key id in: %s", out);
+	line = strstr(out, "\nsk_");
+	ck_assert_msg(line != NULL, "no key in: %s", out);
+	ck_assert_uint_ge(strlen(line + 1), 43);
+	memcpy(key, line + 1, 43);
+	key[43] = '\0';
+	return id;
+}
+
+int
 t_free_port(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };

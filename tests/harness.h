@@ -54,6 +54,18 @@ int t_stop(pid_t pid, int sig);
 /* Waits up to timeout_ms for pid to exit; returns its status as t_stop, or -1. */
 int t_wait_exit(pid_t pid, long timeout_ms);
 
+/*
+ * Runs a shell command; its stdout and stderr (up to size - 1 bytes) land
+ * in out.  Returns its exit status (-1 if it did not exit).
+ */
+int t_sh(const char *cmd, char *out, size_t size);
+
+/*
+ * Creates an API key the way an operator does (sluicectl key create) for org
+ * with one scope; the key goes to key (>= 44 bytes).  Returns the key's id.
+ */
+long long t_key(const char *url, long long org, const char *scope, char *key);
+
 /* A loopback TCP port nothing listens on now (bind port 0, read it, let it go). */
 int t_free_port(void);
 

@@ -358,21 +358,8 @@ jobs_in_db(void)
 static void
 make_key(long long org, const char *scope, char *key, long long *key_id)
 {
-	char cmd[1024], line[256];
-	FILE *p;
-	long long id = 0;
+	long long id = t_key(url, org, scope, key);
 
-	snprintf(cmd, sizeof(cmd), "'%s' --database '%s' key create --org %lld --name test-%s"
-	         " --scope %s 2>/dev/null", t_ctl_bin, url, org, scope, scope);
-	p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
-	ck_assert_int_eq(sscanf(line, "key id %lld", &id), 1);
-	ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
-	line[strcspn(line, "\n")] = '\0';
-	ck_assert_int_eq(pclose(p), 0);
-	ck_assert_int_eq(strlen(line), 43);
-	memcpy(key, line, 44);
 	if (key_id)
 		*key_id = id;
 }

@@ -236,28 +236,20 @@ await_ready(const char *base, pid_t pid, long timeout_ms)
 START_TEST(smoke_through_lighttpd)
 {
 	char dburl[256], state[] = "/tmp/sl-lighttpd-XXXXXX", conf_path[512], out_path[512];
-	char port[16], base[64], url[256], cmd[1024], line[256], key[64], location[64];
+	char port[16], base[64], url[256], cmd[1024], key[64], location[64];
 	const char *names[] = { "@PORT@", "@STATE_DIR@", "@API_BIN@", "@DATABASE_URL@", "@LOG_LEVEL@" };
 	const char *values[5];
 	char *conf, *errlog;
 	struct http h;
 	PGconn *db;
 	long long org, id;
-	FILE *p;
 	pid_t pid;
 
 	ck_assert_msg(access(LIGHTTPD, X_OK) == 0, LIGHTTPD " is not installed");
 	t_db_create(dburl, sizeof(dburl));
 	db = t_connect(dburl);
 	org = t_org(db, "smoke");
-	snprintf(cmd, sizeof(cmd), "'%s' --database '%s' key create --org %lld --name smoke"
-	         " --scope write 2>/dev/null", t_ctl_bin, dburl, org);
-	p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
-	ck_assert_ptr_nonnull(fgets(key, sizeof(key), p));
-	key[strcspn(key, "\n")] = '\0';
-	ck_assert_int_eq(pclose(p), 0);
+	t_key(dburl, org, "write", key);
 
 	ck_assert_ptr_nonnull(mkdtemp(state));
 	snprintf(port, sizeof(port), "%d", t_free_port());

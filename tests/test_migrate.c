@@ -50,17 +50,9 @@ static int
 migrate(char *out, size_t size)
 {
 	char cmd[1024];
-	FILE *p;
-	size_t n;
-	int status;
 
-	snprintf(cmd, sizeof(cmd), "%s --database '%s' migrate --schema-dir %s 2>&1", t_ctl_bin, url, dir);
-	p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	n = fread(out, 1, size - 1, p);
-	out[n] = '\0';
-	status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	snprintf(cmd, sizeof(cmd), "%s --database '%s' migrate --schema-dir %s", t_ctl_bin, url, dir);
+	return t_sh(cmd, out, size);
 }
 
 static void

@@ -31,20 +31,12 @@ ctl(const char *fmt, ...)
 {
 	char args[1024], cmd[2048];
 	va_list ap;
-	FILE *p;
-	size_t n;
-	int status;
 
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s --database '%s' %s 2>&1", t_ctl_bin, url, args);
-	p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = '\0';
-	status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	snprintf(cmd, sizeof(cmd), "%s --database '%s' %s", t_ctl_bin, url, args);
+	return t_sh(cmd, out, sizeof(out));
 }
 
 #define has(s) ck_assert_msg(strstr(out, (s)) != NULL, "expected \"%s\" in:\n%s", (s), out)
@@ -55,8 +47,6 @@ START_TEST(help_and_usage_errors)
 	                                  "retry", "cancel", "pause", "resume", "workers" };
 	char cmd[512];
 	size_t i;
-	FILE *p;
-	int status;
 
 	ck_assert_int_eq(ctl("--help"), 0);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
@@ -74,19 +64,13 @@ START_TEST(help_and_usage_errors)
 	has("--priority must be 1 (highest) to 5");
 	ck_assert_int_eq(ctl("why abc"), 2);
 	/* No database named anywhere. */
-	snprintf(cmd, sizeof(cmd), "env -u DATABASE_URL %s queue 2>&1", t_ctl_bin);
-	p = popen(cmd, "r");
-	out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
-	status = pclose(p);
-	ck_assert_int_eq(WEXITSTATUS(status), 2);
+	snprintf(cmd, sizeof(cmd), "env -u DATABASE_URL %s queue", t_ctl_bin);
+	ck_assert_int_eq(t_sh(cmd, out, sizeof(out)), 2);
 	has("no database");
 	/* A database that is not there: a clear failure, exit 1. */
-	snprintf(cmd, sizeof(cmd), "%s --database 'postgresql:///nope?host=/nonexistent' queue 2>&1",
+	snprintf(cmd, sizeof(cmd), "%s --database 'postgresql:///nope?host=/nonexistent' queue",
 	         t_ctl_bin);
-	p = popen(cmd, "r");
-	out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
-	status = pclose(p);
-	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	ck_assert_int_eq(t_sh(cmd, out, sizeof(out)), 1);
 	has("cannot connect to the database");
 }
 END_TEST
