@@ -1,0 +1,2 @@
+/* credential.c — being written. */
+#include "adapters/credential.h"

@@ -1,0 +1,2 @@
+/* oauth.c — being written. */
+#include "adapters/oauth.h"

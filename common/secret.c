@@ -1,0 +1,2 @@
+/* secret.c — being written. */
+#include "common/secret.h"
