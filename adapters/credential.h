@@ -36,6 +36,8 @@ struct sl_cred_env {
 
 /* What a connector's credential row says besides the secret. */
 struct sl_cred_meta {
+	long long org_id;
+	char      type[40];       /* the provider type */
 	long long version;
 	int       expired;        /* the access token is past, or within 30 s of, its expiry */
 	char      auth_kind[32];
@@ -54,14 +56,19 @@ int sl_credential_store(const struct sl_cred_env *e, const char *connector_id,
                         long long *version, struct sl_err *err)
 	__attribute__((warn_unused_result));
 
+/* How sl_credential_load reads. */
+enum {
+	SL_CRED_LOCK       = 1,  /* SELECT ... FOR UPDATE (the caller has a transaction open) */
+	SL_CRED_ANY_STATUS = 2,  /* also for a connector that needs a person (to fix it) */
+};
+
 /*
  * Opens a connector's secrets: *secrets is a new object (put it when done;
  * never log it).  meta may be NULL.  No credential: SL_ENOTFOUND.  A
  * connector that needs a person (reauth_required, disabled): SL_EAUTH with
- * SL_RETRY_REAUTH.  lock: SELECT ... FOR UPDATE (the caller has a
- * transaction open).
+ * SL_RETRY_REAUTH, unless flags has SL_CRED_ANY_STATUS.
  */
-int sl_credential_load(const struct sl_cred_env *e, const char *connector_id, int lock,
+int sl_credential_load(const struct sl_cred_env *e, const char *connector_id, unsigned flags,
                        json_object **secrets, struct sl_cred_meta *meta, struct sl_err *err)
 	__attribute__((warn_unused_result));
 
@@ -76,18 +83,27 @@ int sl_credential_access_token(const struct sl_cred_env *e, const char *connecto
 	__attribute__((warn_unused_result));
 
 /*
- * Refreshes the connector's access token now (the oauth.refresh job), in
- * one transaction holding the credential row: lock, re-read, ask the token
- * endpoint (refresh_token grant, or client_credentials), store the new
- * access token and the rotated refresh token (the old one kept when none
- * came), mark the connector connected.  When only_if_expiring, a token with
- * more than oauth_refresh_margin left is left alone (another worker has just
- * refreshed it).  invalid_grant, unless the stored token changed under us,
- * sets the connector reauth_required with a status message and emits
- * oauth_revoked; the error returned then has SL_RETRY_REAUTH.
+ * Refreshes the connector's access token in one transaction holding the
+ * credential row (DESIGN 4 of schema/0004_connectors.sql): lock, re-read,
+ * ask the token endpoint (refresh_token grant with the org's OAuth app, or
+ * client_credentials with the connector's own client), store the new access
+ * token and the rotated refresh token (the old one kept when none came),
+ * mark the connector connected (emitting oauth_connected if it was not).
+ * Whether to ask at all is decided after the re-read:
+ *   seen_version > 0   only if the row still has that version (the caller
+ *                      found that version's token expired; a newer row means
+ *                      another worker refreshed it meanwhile)
+ *   seen_version == 0  only if the token expires within oauth_refresh_margin
+ *                      (the scheduled oauth.refresh job)
+ *   seen_version < 0   always
+ * invalid_grant (the stored refresh token cannot have changed: we hold its
+ * row) sets the connector reauth_required with a status message and emits
+ * oauth_revoked; the error returned has SL_RETRY_REAUTH.  Other failures
+ * change nothing and keep their retry class.  Inside a caller's transaction
+ * it runs there; otherwise in its own.
  */
 int sl_credential_refresh(const struct sl_cred_env *e, const char *connector_id,
-                          int only_if_expiring, struct sl_err *err)
+                          long long seen_version, struct sl_err *err)
 	__attribute__((warn_unused_result));
 
 /*

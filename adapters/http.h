@@ -20,7 +20,7 @@ struct sl_http_request {
 	const char        *basic_password;
 	long               timeout_ms;    /* whole request; 0: 30 s */
 	long               connect_timeout_ms;  /* 0: 10 s */
-	size_t             max_body;      /* response body cap; 0: SL_MAX_HTTP_BODY */
+	size_t             max_body;      /* response body cap; 0: SL_MAX_PROVIDER_BODY */
 	const char        *ca_file;       /* CA bundle; NULL: the system's */
 	int                insecure_http; /* allow http:// to a non-loopback host (tests, never production) */
 };
@@ -40,6 +40,7 @@ struct sl_http_response {
 	long long             elapsed_ms;
 };
 
+/* A response starts empty (init); release frees its body and headers and leaves it empty again. */
 void sl_http_response_init(struct sl_http_response *resp);
 void sl_http_response_release(struct sl_http_response *resp);
 
@@ -55,7 +56,9 @@ const char *sl_http_header(const struct sl_http_response *resp, const char *name
  * the cap: SL_ETOOLARGE + SL_RETRY_NO; a URL that is not http(s), or http://
  * to a host that is not loopback without insecure_http: SL_EINVAL.
  * Messages name the method, host and path, never the query string (it may
- * hold a key) nor any header.
+ * hold a key) nor any header.  resp is emptied first (a response can be
+ * reused); after an error it holds what had arrived, its body emptied.
+ * Redirects are not followed: a 3xx is the answer, Location in its headers.
  */
 int sl_http_do(const struct sl_http_request *req, struct sl_http_response *resp,
                struct sl_err *err) __attribute__((warn_unused_result));
@@ -73,7 +76,18 @@ int sl_http_do(const struct sl_http_request *req, struct sl_http_response *resp,
  */
 int sl_http_check(const struct sl_http_response *resp, const char *what, struct sl_err *err);
 
-/* Appends "name=value" (application/x-www-form-urlencoded, '&' between pairs). */
+/*
+ * Milliseconds a Retry-After value asks to wait, `now` being the current
+ * Unix time: delta-seconds or an HTTP-date (RFC 9110 10.2.3; a date in the
+ * past gives 0), at most 7 days.  -1 when it is neither.
+ */
+long sl_http_retry_after_ms(const char *value, long long now);
+
+/*
+ * Appends "name=value" (application/x-www-form-urlencoded, '&' between
+ * pairs when form is not empty), both percent-encoded as sl_http_urlencode
+ * does (a space is %20, which every form decoder reads as a space).
+ */
 int sl_http_form_add(struct sl_buf *form, const char *name, const char *value)
 	__attribute__((warn_unused_result));
 

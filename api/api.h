@@ -6,6 +6,9 @@
 #include "common/db.h"
 #include "common/err.h"
 
+struct sl_keyring;
+struct sl_cred_env;
+
 /*
  * One request's context.  sluice-api serves one request per process, so this
  * is the whole of its state: main.c owns it, the dispatcher fills in the
@@ -21,6 +24,8 @@ struct api_ctx {
 	const char          *id;            /* the {id} path segment, or NULL */
 	char                 target[64];    /* what a mutating call acts on ("job:42"), for its audit row */
 	int                  audited;       /* the handler's transaction already wrote the audit row */
+	struct sl_keyring   *kr;            /* api_keyring(); NULL until then; main.c frees it */
+	long                 oauth_timeout_ms;  /* inline token endpoint calls (SLUICE_OAUTH_TIMEOUT) */
 };
 
 /*
@@ -41,12 +46,105 @@ typedef int (*api_handler)(struct api_ctx *c, struct sl_err *err);
  */
 void api_dispatch(struct api_ctx *c);
 
-/* The handlers (jobs.c, queue.c, ops.c). */
+/* The handlers (jobs.c, queue.c, ops.c, connectors.c, events.c, oauth.c). */
 int api_job_create(struct api_ctx *c, struct sl_err *err);
 int api_job_get(struct api_ctx *c, struct sl_err *err);
 int api_job_cancel(struct api_ctx *c, struct sl_err *err);
 int api_queue_status(struct api_ctx *c, struct sl_err *err);
 int api_health(struct api_ctx *c, struct sl_err *err);
 int api_metrics(struct api_ctx *c, struct sl_err *err);
+int api_connector_list(struct api_ctx *c, struct sl_err *err);
+int api_connector_create(struct api_ctx *c, struct sl_err *err);
+int api_connector_get(struct api_ctx *c, struct sl_err *err);
+int api_connector_update(struct api_ctx *c, struct sl_err *err);
+int api_connector_delete(struct api_ctx *c, struct sl_err *err);
+int api_connector_enable(struct api_ctx *c, struct sl_err *err);
+int api_connector_disable(struct api_ctx *c, struct sl_err *err);
+int api_event_list(struct api_ctx *c, struct sl_err *err);
+int api_event_get(struct api_ctx *c, struct sl_err *err);
+int api_audit_list(struct api_ctx *c, struct sl_err *err);
+int api_oauth_initiate(struct api_ctx *c, struct sl_err *err);
+int api_oauth_callback(struct api_ctx *c, struct sl_err *err);
+int api_oauth_browser_callback(struct api_ctx *c, struct sl_err *err);
+
+/* ---- shared by the connector, event and OAuth handlers ------------------- */
+
+/*
+ * The master keyring, built from the environment (sl_keyring_from_env) on
+ * first use and kept in c->kr; *out is borrowed.  When no master key is
+ * configured: SL_ECONN with err->http_status 503 and the message "secrets
+ * are not configured (SLUICE_MASTER_KEY)", logged once per process.  Any
+ * other failure (a malformed key): 500, logged without the key.
+ */
+int api_keyring(struct api_ctx *c, struct sl_keyring **out, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * Fills *e for credential calls on db with the keyring kr, acting as
+ * `actor` ("key:<id>"; borrowed, must outlive e) for the request.
+ */
+void api_cred_env(struct api_ctx *c, struct sl_db *db, struct sl_keyring *kr,
+                  const char *actor, struct sl_cred_env *e);
+
+/*
+ * A credential or secret call failed: errors that are not the client's
+ * (a tampered ciphertext, a data key of another master key) become 500s
+ * that the dispatcher logs, rather than the 401 or 422 their codes would
+ * map to.  Database errors keep their mapping.  Returns err->code.
+ */
+int api_secret_failure(struct sl_err *err);
+
+/*
+ * Sets the answer to `status` with json_text (a JSON document the database
+ * built) as the body, written compactly like every other answer; numbers
+ * keep their text.  Returns 0, or SL_EINTERNAL when json_text is NULL or
+ * not JSON, or SL_ENOMEM / SL_ETOOLARGE.
+ */
+int api_respond_text(struct api_response *resp, int status, const char *json_text,
+                     struct sl_err *err) __attribute__((warn_unused_result));
+
+/*
+ * sl_db_query(), and when the statement fails with a COLUMN field (what
+ * sluice.create_connector and sluice.expand_url attach to their errors),
+ * err->field gets `prefix` followed by that column ("config." + "base_url";
+ * the column alone when prefix is NULL and the column is one of `plain`, a
+ * NULL-terminated list, e.g. "type").
+ */
+int api_query_col(struct sl_db *db, PGresult **out, const char *sql, int nparams,
+                  const char *const *params, const char *prefix, const char *const *plain,
+                  struct sl_err *err) __attribute__((warn_unused_result));
+
+/*
+ * The connector `id` (a canonical lower-case UUID) of the caller's org as
+ * {"connector": {...}} with `status`.  A connector that is not the org's,
+ * or is deleted, answers 404.
+ */
+int api_connector_respond(struct api_ctx *c, struct sl_db *db, const char *id, int status,
+                          struct sl_err *err) __attribute__((warn_unused_result));
+
+/* Whether s holds n_min to n_max UTF-8 characters (s is valid UTF-8). */
+int api_utf8_len_between(const char *s, size_t n_min, size_t n_max);
+
+/* A query string (application/x-www-form-urlencoded), decoded. */
+#define API_QUERY_MAX 16
+struct api_query {
+	int n;
+	struct {
+		char *name;
+		char *value;
+	} p[API_QUERY_MAX];
+};
+
+/*
+ * Splits and percent-decodes QUERY_STRING ('+' is a space).  A malformed
+ * escape, a name or value that is not UTF-8 or holds NUL, or more than
+ * API_QUERY_MAX parameters: SL_EINVAL, 400.  Release with api_query_release.
+ */
+int api_query_parse(const char *qs, struct api_query *q, struct sl_err *err)
+	__attribute__((warn_unused_result));
+void api_query_release(struct api_query *q);
+
+/* The value of parameter `name`, or NULL; *count (may be NULL) how many times it appears. */
+const char *api_query_get(const struct api_query *q, const char *name, int *count);
 
 #endif

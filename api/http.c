@@ -251,6 +251,8 @@ static const struct {
 } statuses[] = {
 	{ 200, "OK", NULL },
 	{ 201, "Created", NULL },
+	{ 204, "No Content", NULL },
+	{ 302, "Found", NULL },
 	{ 400, "Bad Request", "bad_request" },
 	{ 401, "Unauthorized", "unauthorized" },
 	{ 403, "Forbidden", "forbidden" },
@@ -262,6 +264,7 @@ static const struct {
 	{ 415, "Unsupported Media Type", "unsupported_media_type" },
 	{ 422, "Unprocessable Entity", "validation_failed" },
 	{ 500, "Internal Server Error", "internal_error" },
+	{ 502, "Bad Gateway", "bad_gateway" },
 	{ 503, "Service Unavailable", "unavailable" },
 };
 
@@ -353,6 +356,9 @@ api_error_public(const struct sl_err *err, int *status, const char **code,
 	} else if (st == 503) {
 		snprintf(msg, msgsz, "%s", err->http_status ? err->msg
 		                                            : "the database is unavailable; try again shortly");
+	} else if (st == 502) {
+		/* An outside system's refusal, in our words (never a secret): worth naming. */
+		snprintf(msg, msgsz, "%s", err->msg);
 	} else if (st >= 500) {
 		snprintf(msg, msgsz, "internal error; an operator can find it by the request id");
 	} else {

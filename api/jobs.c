@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/caps.h"
 #include "common/json.h"
+#include "common/str.h"
 
 /* A timestamp as RFC 3339 in UTC with microseconds, whatever the session's TimeZone. */
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
@@ -38,6 +39,68 @@ job_from_row(const PGresult *res, int row, const char *col, json_object **out,
 	if (!text)
 		return sl_err_set(err, SL_EINTERNAL, SL_RETRY_NO, "a job row came back empty");
 	return sl_json_parse(text, strlen(text), out, err);
+}
+
+/*
+ * Every connector_id of the body must name a live connector of the caller's
+ * org: 422 naming the first that does not ("connector_id" or
+ * "jobs[3].connector_id").  Another org's connector is exactly as unknown
+ * as one that never was.  Runs inside the enqueue's transaction.
+ */
+static int
+check_connectors(struct sl_db *db, const char *org, const char *body, int batch,
+                 struct sl_err *err)
+{
+	const char *params[3] = { org, body, batch ? "true" : "false" };
+	char field[sizeof(err->field)];
+	PGresult *res = NULL;
+	long long idx;
+	int rc;
+
+	rc = sl_db_query(db, &res,
+	                 "SELECT e.ord - 1 AS idx"
+	                 "  FROM jsonb_array_elements(CASE WHEN $3::boolean THEN $2::jsonb -> 'jobs'"
+	                 "                                 ELSE jsonb_build_array($2::jsonb) END)"
+	                 "       WITH ORDINALITY AS e(j, ord)"
+	                 " WHERE e.j ->> 'connector_id' IS NOT NULL"
+	                 "   AND NOT EXISTS (SELECT 1 FROM sluice.connector c"
+	                 "                    WHERE c.id = (e.j ->> 'connector_id')::uuid"
+	                 "                      AND c.org_id = $1::bigint AND c.deleted_at IS NULL)"
+	                 " ORDER BY e.ord LIMIT 1",
+	                 3, params, err);
+	if (rc || PQntuples(res) == 0)
+		goto out;
+	if (sl_parse_ll(sl_pg_get(res, 0, "idx"), 0, SL_MAX_BATCH_JOBS, &idx)) {
+		rc = sl_err_set(err, SL_EINTERNAL, SL_RETRY_NO, "bad index from the connector check");
+		goto out;
+	}
+	if (batch)
+		snprintf(field, sizeof(field), "jobs[%lld].connector_id", idx);
+	else
+		snprintf(field, sizeof(field), "connector_id");
+	rc = api_fail(err, 422, field, "field %s names no connector of this org", field);
+out:
+	PQclear(res);
+	return rc;
+}
+
+/* Whether a job of the checked body has a connector_id (parsed: escapes cannot hide one). */
+static int
+names_connector(json_object *body, int batch)
+{
+	json_object *jobs = NULL, *v = NULL;
+	size_t i, n;
+
+	if (!batch)
+		return json_object_object_get_ex(body, "connector_id", &v) && v;
+	if (!json_object_object_get_ex(body, "jobs", &jobs))
+		return 0;
+	n = json_object_array_length(jobs);
+	for (i = 0; i < n; i++) {
+		if (json_object_object_get_ex(json_object_array_get_idx(jobs, i), "connector_id", &v) && v)
+			return 1;
+	}
+	return 0;
 }
 
 int
@@ -77,6 +140,12 @@ api_job_create(struct api_ctx *c, struct sl_err *err)
 	 * jsonb reads duplicate members the way json-c does (the last wins).
 	 */
 	snprintf(org, sizeof(org), "%lld", c->org_id);
+	/* Only bodies that name a connector pay for the look-up. */
+	if (names_connector(body, batch)) {
+		rc = check_connectors(db, org, c->req->body.data, batch, err);
+		if (rc)
+			goto out;
+	}
 	params[0] = org;
 	params[1] = c->req->body.data;
 	params[2] = batch ? "true" : "false";

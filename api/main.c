@@ -28,7 +28,10 @@
  *
  * 5. Secrets.  The Authorization header is registered with the log's
  *    redaction list before anything can log, the key is compared only by
- *    its SHA-256, and no answer or audit row ever carries it.
+ *    its SHA-256, and no answer or audit row ever carries it.  The master
+ *    key (SLUICE_MASTER_KEY or SLUICE_MASTER_KEY_FILE, read by
+ *    common/secret.c, never by the configuration table) is loaded only by
+ *    the routes that seal or open secrets, and its keyring is wiped at exit.
  */
 
 #include <signal.h>
@@ -42,9 +45,10 @@
 #include "common/clock.h"
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/secret.h"
 
 static char *database_url;
-static long long timeout_ms;
+static long long timeout_ms, oauth_timeout_ms;
 
 static const struct sl_conf_key keys[] = {
 	{ "DATABASE_URL", SL_CONF_STR, &database_url, NULL, 0, 0, 0, 1,
@@ -53,6 +57,9 @@ static const struct sl_conf_key keys[] = {
 	  "error, warn, info or debug. Log lines go to stderr, which the web server keeps." },
 	{ "SLUICE_API_TIMEOUT", SL_CONF_MS, &timeout_ms, "30s", 1000, 3600000, 0, 0,
 	  "Longest one request may take; past it the client gets a 503 and the process exits." },
+	{ "SLUICE_OAUTH_TIMEOUT", SL_CONF_MS, &oauth_timeout_ms, "10s", 1000, 600000, 0, 0,
+	  "Longest the OAuth callback waits for the provider's token endpoint (keep it below "
+	  "SLUICE_API_TIMEOUT)." },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -149,7 +156,9 @@ usage(int argc, char **argv)
 	        "\n"
 	        "sluice-api is a CGI/1.1 program: a web server (lighttpd, nginx + fcgiwrap,\n"
 	        "Apache) runs it once per request with REQUEST_METHOD, PATH_INFO and the other\n"
-	        "CGI variables set. See tools/lighttpd.conf.in and docs/openapi.yaml.\n");
+	        "CGI variables set. See tools/lighttpd.conf.in and docs/openapi.yaml.\n"
+	        "Routes that store or open connector secrets need the master key in\n"
+	        "SLUICE_MASTER_KEY (or a file named by SLUICE_MASTER_KEY_FILE).\n");
 	return argc > 1 && !strcmp(argv[1], "--help") ? 0 : 2;
 }
 
@@ -169,6 +178,7 @@ main(int argc, char **argv)
 		return usage(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	redact_key(getenv("HTTP_AUTHORIZATION"));
+	sl_log_add_secret(getenv("SLUICE_MASTER_KEY"));
 	conf_rc = sl_conf_load(keys, N_KEYS, 0, &conf_err);
 
 	sl_err_clear(&err);
@@ -180,6 +190,7 @@ main(int argc, char **argv)
 	ctx.req = &req;
 	ctx.resp = &resp;
 	ctx.database_url = database_url;
+	ctx.oauth_timeout_ms = (long)(oauth_timeout_ms ? oauth_timeout_ms : 10000);
 
 	if (conf_rc) {
 		sl_log_error("bad configuration", SLF_S("request_id", req.request_id),
@@ -213,6 +224,7 @@ main(int argc, char **argv)
 	}
 
 	sl_db_free(ctx.db);
+	sl_keyring_free(ctx.kr);
 	api_response_release(&resp);
 	api_request_release(&req);
 	sl_conf_release(keys, N_KEYS);

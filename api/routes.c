@@ -25,6 +25,31 @@ static const struct api_route routes[] = {
 	{ .method = "DELETE", .pattern = "/api/v1/jobs/{id}", .handler = api_job_cancel,
 	  .scope = "write", .action = "job.cancel" },
 	{ .method = "GET", .pattern = "/api/v1/queue", .handler = api_queue_status, .scope = "read" },
+	{ .method = "GET", .pattern = "/api/v1/connectors", .handler = api_connector_list,
+	  .scope = "read" },
+	{ .method = "POST", .pattern = "/api/v1/connectors", .handler = api_connector_create,
+	  .scope = "write", .action = "connector.create", .body = 1 },
+	/* Before {id}: "oauth" is not a connector. */
+	{ .method = "POST", .pattern = "/api/v1/connectors/oauth/initiate",
+	  .handler = api_oauth_initiate, .scope = "write", .action = "oauth.initiate", .body = 1 },
+	{ .method = "POST", .pattern = "/api/v1/connectors/oauth/callback",
+	  .handler = api_oauth_callback, .scope = "write", .action = "oauth.callback", .body = 1 },
+	{ .method = "GET", .pattern = "/api/v1/connectors/{id}", .handler = api_connector_get,
+	  .scope = "read" },
+	{ .method = "PUT", .pattern = "/api/v1/connectors/{id}", .handler = api_connector_update,
+	  .scope = "write", .action = "connector.update", .body = 1 },
+	{ .method = "DELETE", .pattern = "/api/v1/connectors/{id}", .handler = api_connector_delete,
+	  .scope = "write", .action = "connector.delete" },
+	{ .method = "POST", .pattern = "/api/v1/connectors/{id}/enable",
+	  .handler = api_connector_enable, .scope = "write", .action = "connector.enable" },
+	{ .method = "POST", .pattern = "/api/v1/connectors/{id}/disable",
+	  .handler = api_connector_disable, .scope = "write", .action = "connector.disable" },
+	{ .method = "GET", .pattern = "/api/v1/events", .handler = api_event_list, .scope = "read" },
+	{ .method = "GET", .pattern = "/api/v1/events/{id}", .handler = api_event_get,
+	  .scope = "read" },
+	{ .method = "GET", .pattern = "/api/v1/audit", .handler = api_audit_list, .scope = "admin" },
+	/* A browser back from the provider: no key; the state names the org (oauth.c writes the audit). */
+	{ .method = "GET", .pattern = "/oauth/callback", .handler = api_oauth_browser_callback },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

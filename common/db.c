@@ -119,6 +119,7 @@ sl_db_error(struct sl_db *db, const PGresult *res, struct sl_err *err)
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	const char *column = res ? PQresultErrorField(res, PG_DIAG_COLUMN_NAME) : NULL;
 	int code = PQstatus(db->conn) == CONNECTION_OK ? SL_EDB : SL_ECONN;
 
 	sl_err_set(err, code, SL_RETRY_BACKOFF, "%s", "");
@@ -129,6 +130,8 @@ sl_db_error(struct sl_db *db, const PGresult *res, struct sl_err *err)
 			copy_message(err->detail, sizeof(err->detail), detail);
 		if (state)
 			sl_strlcpy(err->sqlstate, state, sizeof(err->sqlstate));
+		if (column)
+			sl_err_field(err, column);
 	}
 	return code;
 }

@@ -35,8 +35,9 @@ int sl_db_reset(struct sl_db *db, struct sl_err *err) __attribute__((warn_unused
  * Runs one parameterised statement (values as text; NULL for SQL NULL).
  * On success returns 0 and, if out is not NULL, hands over the result (free
  * with PQclear); otherwise clears it.  On error returns SL_EDB (err->sqlstate
- * set, err->msg the server's primary message) or SL_ECONN when the connection
- * broke, and *out is NULL.
+ * set, err->msg the server's primary message, err->field the column an
+ * error names: a constraint's, or one a function raised with COLUMN = …) or
+ * SL_ECONN when the connection broke, and *out is NULL.
  */
 int sl_db_query(struct sl_db *db, PGresult **out, const char *sql,
                 int nparams, const char *const *params, struct sl_err *err)

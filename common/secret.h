@@ -31,10 +31,20 @@ int sl_keyring_new(struct sl_keyring **out, const char *master_key, struct sl_er
 
 /*
  * Builds a keyring from the environment: SLUICE_MASTER_KEY, else the file
- * named by SLUICE_MASTER_KEY_FILE (which must not be readable by group or
- * others).  SL_ENOTFOUND when neither is set.
+ * named by SLUICE_MASTER_KEY_FILE (which must not be readable or writable by
+ * group or others: mode 0600 or 0400).  An empty variable counts as unset.
+ * SL_ENOTFOUND when neither is set; SL_EIO when the file cannot be read;
+ * SL_EINVAL when it is not private or holds no key.  *out is NULL on error.
  */
 int sl_keyring_from_env(struct sl_keyring **out, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * Builds a keyring from a key file, as SLUICE_MASTER_KEY_FILE is read: the
+ * file must be private to its owner and hold one key.  Errors as
+ * sl_keyring_from_env (messages name the file, never its contents).
+ */
+int sl_keyring_from_file(struct sl_keyring **out, const char *path, struct sl_err *err)
 	__attribute__((warn_unused_result));
 
 /* Wipes and frees.  NULL-safe. */
@@ -55,9 +65,14 @@ struct sl_sealed {
 void sl_sealed_release(struct sl_sealed *s);
 
 /*
- * Encrypts n bytes under the current data key, creating the first data key
- * when there is none (sluice.add_data_key).  aad names the owner.  Runs its
- * queries on db (inside the caller's transaction, if one is open).
+ * Encrypts n bytes (at most 1 MiB) under the data key that is current in the
+ * database now (one query per seal, so a rotation by another process takes
+ * effect at once), creating the first data key when there is none
+ * (sluice.ensure_data_key: processes racing to do so end with one key).
+ * aad names the owner.  Runs its queries on db (inside the caller's
+ * transaction, if one is open).  On success out->ct is the caller's (free
+ * with sl_sealed_release); on error out holds nothing.  A current key
+ * wrapped by another master key: SL_EAUTH naming both fingerprints.
  */
 int sl_secret_seal(struct sl_keyring *kr, struct sl_db *db, const char *aad,
                    const void *plaintext, size_t n, struct sl_sealed *out,
@@ -65,9 +80,14 @@ int sl_secret_seal(struct sl_keyring *kr, struct sl_db *db, const char *aad,
 
 /*
  * Decrypts into out (appended; the caller wipes it with sl_secret_wipe).
- * A tampered ciphertext, a wrong aad or a retired key: SL_EINVAL, message
- * without any secret.  A data key wrapped by another master key: SL_EAUTH
- * naming both fingerprints.
+ * A tampered ciphertext, a wrong aad or a retired (or unknown) key:
+ * SL_EINVAL, message without any secret.  A data key wrapped by another
+ * master key: SL_EAUTH naming both fingerprints.  A retired key has
+ * SL_RETRY_BACKOFF: no row uses one, so the caller read its row before a
+ * rotation moved it and should read it again.  db is used only when the
+ * data key is not cached yet.  A key this keyring unwrapped before it was
+ * retired elsewhere stays usable in this process until it is freed; nothing
+ * in the database needs it by then.
  */
 int sl_secret_open(struct sl_keyring *kr, struct sl_db *db, int key_id,
                    const unsigned char nonce[12], const unsigned char *ct, size_t ct_len,
@@ -79,8 +99,10 @@ void sl_secret_wipe(struct sl_buf *b);
 
 /*
  * A value derived from the master key: HMAC-SHA256(master, purpose || 0 ||
- * input), as 43 base64url characters into out[44].  The OAuth flow derives
- * its PKCE verifier from the state this way, so the verifier is never stored.
+ * input), as 43 base64url characters (no padding) into out[44].  The OAuth
+ * flow derives its PKCE verifier from the state this way, so the verifier is
+ * never stored.  Should OpenSSL fail (out of memory), out is "" and an error
+ * is logged.
  */
 void sl_secret_derive(const struct sl_keyring *kr, const char *purpose, const char *input,
                       char out[44]);
@@ -101,6 +123,11 @@ struct sl_rotate_stats {
 	long long reencrypted;   /* secrets moved to the new key */
 	long long raced;         /* rows changed by someone else mid-way, taken again */
 	int       retired;       /* old data keys destroyed at the end */
+	int       rounds;        /* transactions that moved secrets */
+	long long remaining;     /* secrets still under old keys (an estimate between rounds) */
+	/* Set by the caller, or NULL: called after every round, for progress output. */
+	void    (*progress)(const struct sl_rotate_stats *stats, void *arg);
+	void     *progress_arg;
 };
 
 /*
@@ -108,10 +135,29 @@ struct sl_rotate_stats {
  * credential and OAuth client secret under it in transactions of `batch`
  * rows (rows locked by a worker are skipped and come back in a later round),
  * then retires the old keys.  Workers keep running throughout: old keys stay
- * readable until the end.
+ * readable until the end.  Call it with no transaction open on db.  Sets
+ * every counter of *stats (progress and progress_arg are left alone).
+ * Another rotation running: SL_ECONFLICT.  A secret that does not open:
+ * the error names its row and the old keys stay; rows stay locked by others
+ * for 10 minutes: SL_ETIMEOUT.  Either way nothing is lost and it can be
+ * run again.
  */
 int sl_keys_rotate(struct sl_keyring *kr, struct sl_db *db, int batch,
                    struct sl_rotate_stats *stats, struct sl_err *err)
 	__attribute__((warn_unused_result));
+
+/*
+ * `sluicectl keys rewrap`: moves to a new master key.  In one transaction
+ * (no data key can be made or retired meanwhile) every data key that is not
+ * retired is unwrapped with kr's master key and wrapped again with
+ * new_kr's; keys already under new_kr's are left alone, so it can be run
+ * again after a failure.  *n (may be NULL) counts the keys rewrapped.  The
+ * secrets themselves do not change.  Processes already running keep using
+ * the data keys they have cached; every process started afterwards needs the
+ * new master key.  A data key wrapped by neither master key: SL_EAUTH, and
+ * nothing changed.  Call it with no transaction open on db.
+ */
+int sl_keys_rewrap(struct sl_keyring *kr, struct sl_keyring *new_kr, struct sl_db *db, int *n,
+                   struct sl_err *err) __attribute__((warn_unused_result));
 
 #endif

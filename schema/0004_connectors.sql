@@ -138,12 +138,10 @@ INSERT INTO sluice.provider (type, name, auth_kind, directions, authorize_url, t
   '{client_id,client_secret}', '{subdomain}',
   '{"write": ["insert", "upsert"], "discovery": true}',
   'https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/access-token-s2s.html'),
- ('servicenow', 'ServiceNow', 'oauth2_code', '{destination}',
-  'https://{instance}.service-now.com/oauth_auth.do',
-  'https://{instance}.service-now.com/oauth_token.do',
-  'https://{instance}.service-now.com/api/now', '{useraccount}', '{}', 'client_secret_post',
-  '{}', '{instance}', '{"write": ["insert", "upsert"], "discovery": true}',
-  'https://docs.servicenow.com/bundle/latest/page/administer/security/concept/c_OAuthApplications.html'),
+ ('servicenow', 'ServiceNow', 'basic', '{destination}', NULL, NULL,
+  'https://{instance}.service-now.com/api/now', '{}', '{}', 'client_secret_basic',
+  '{username,password}', '{instance}', '{"write": ["insert", "upsert"], "discovery": true}',
+  'https://docs.servicenow.com/bundle/latest/page/integrate/inbound-rest/concept/c_RESTAPI.html'),
  ('jira', 'JIRA', 'oauth2_code', '{destination}',
   'https://auth.atlassian.com/authorize', 'https://auth.atlassian.com/oauth/token',
   'https://api.atlassian.com/ex/jira/{cloud_id}',
@@ -374,7 +372,9 @@ BEGIN
     RETURN n;
 END $$;
 
--- Makes a connector's held jobs runnable now, and wakes sleeping workers.
+-- Makes a connector's held jobs runnable now, and wakes sleeping workers:
+-- those hold_connector_jobs() held, and those a worker postponed because it
+-- found the connector waiting (their hold_reason says so, in the same words).
 CREATE FUNCTION sluice.release_connector_jobs(p_connector uuid)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -384,7 +384,8 @@ BEGIN
     WITH u AS (
         UPDATE sluice.job SET run_at = clock_timestamp(), hold_reason = NULL
          WHERE connector_id = p_connector AND state <> 'running'
-           AND run_at = sluice.held_run_at()
+           AND (run_at = sluice.held_run_at()
+                OR hold_reason LIKE format('connector %s is %%', p_connector))
         RETURNING org_id, priority),
     lanes AS (INSERT INTO sluice.job_lane (org_id, priority)
               SELECT DISTINCT org_id, priority FROM u ON CONFLICT DO NOTHING)
@@ -744,3 +745,27 @@ SELECT c.id, c.org_id, c.type, c.direction, c.label, c.enabled, c.status, c.stat
 CREATE VIEW sluice.audit_log AS
 SELECT id, at, org_id, actor, action, target, outcome, http_status, request_id, detail
   FROM sluice.audit ORDER BY id DESC;
+
+-- Records the outcome of a connection check (the connector.check job, an
+-- adapter's test): health, latency, last_test_at.  A good check connects a
+-- pending or failed connector; a bad one marks it unhealthy and leaves its
+-- status to the caller, who knows whether the failure is the connector's.
+CREATE FUNCTION sluice.record_connector_check(p_connector uuid, p_ok boolean,
+                                              p_latency_ms integer, p_message text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+BEGIN
+    UPDATE sluice.connector
+       SET health_status = CASE WHEN p_ok THEN 'healthy' ELSE 'unhealthy' END,
+           health_checked_at = now(), latency_ms = p_latency_ms, last_test_at = now(),
+           updated_at = now()
+     WHERE id = p_connector
+    RETURNING status INTO v_status;
+    IF p_ok AND v_status IN ('pending', 'error') THEN
+        PERFORM sluice.set_connector_status(p_connector, 'connected', NULL);
+    END IF;
+END $$;
+
+INSERT INTO sluice.kind_policy (kind, timeout, max_attempts) VALUES
+ ('connector.check', '2 minutes', 3);

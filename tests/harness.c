@@ -14,6 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <strings.h>
+#include <sys/prctl.h>
+
 const char *t_worker_bin = SL_WORKER_BIN;
 const char *t_api_bin = SL_API_BIN;
 const char *t_ctl_bin = SL_CTL_BIN;
@@ -313,4 +319,253 @@ t_run(Suite *s)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? 1 : 0;
+}
+
+void
+t_use_master_key(void)
+{
+	setenv("SLUICE_MASTER_KEY", T_MASTER_KEY, 1);
+}
+
+/* ---- The OAuth 2.0 authorization server (tests/oauth_server) ------------- */
+
+/* What one plain HTTP exchange of the harness got back. */
+struct t_reply {
+	char   body[8192];
+	size_t len;
+	char   location[2048];
+};
+
+static size_t
+t_reply_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct t_reply *r = arg;
+	size_t room = sizeof(r->body) - 1 - r->len;
+
+	n *= size;
+	memcpy(r->body + r->len, p, n < room ? n : room);
+	r->len += n < room ? n : room;
+	r->body[r->len] = '\0';
+	return n;
+}
+
+static size_t
+t_reply_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct t_reply *r = arg;
+
+	n *= size;
+	if (n > 9 && !strncasecmp(p, "Location:", 9)) {
+		size_t i = 9, end = n;
+
+		while (i < end && p[i] == ' ')
+			i++;
+		while (end > i && (p[end - 1] == '\r' || p[end - 1] == '\n'))
+			end--;
+		snprintf(r->location, sizeof(r->location), "%.*s", (int)(end - i), p + i);
+	}
+	return n;
+}
+
+/* One request with libcurl (not the code under test); returns the status, fails on no answer. */
+static long
+t_http(const char *method, const char *url, const char *json, struct t_reply *r)
+{
+	CURL *h = curl_easy_init();
+	struct curl_slist *hdrs = NULL;
+	CURLcode cc;
+	long status = 0;
+
+	ck_assert_ptr_nonnull(h);
+	memset(r, 0, sizeof(*r));
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, t_reply_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, t_reply_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+	if (!strcmp(method, "POST")) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "{}");
+	}
+	cc = curl_easy_perform(h);
+	ck_assert_msg(cc == CURLE_OK, "%s %s: %s", method, url, curl_easy_strerror(cc));
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	return status;
+}
+
+static int
+t_in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char dir[1024], full[1200];
+
+	while (path && *path) {
+		size_t n = strcspn(path, ":");
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)n, path);
+		snprintf(full, sizeof(full), "%s/%s", dir[0] ? dir : ".", prog);
+		if (access(full, X_OK) == 0)
+			return 1;
+		path += n + (path[n] == ':');
+	}
+	return 0;
+}
+
+void
+t_oauth_start(struct t_oauth *o)
+{
+	char script[1024], modules[1024], line[256];
+	unsigned char rnd[8];
+	size_t len = 0;
+	long long deadline;
+	pid_t parent = getpid();
+	int out[2], fd, i;
+
+	memset(o, 0, sizeof(*o));
+	snprintf(script, sizeof(script), "%s/tests/oauth_server/server.js", t_source_dir);
+	snprintf(modules, sizeof(modules), "%s/tests/oauth_server/node_modules/oauth2-mock-server"
+	         "/package.json", t_source_dir);
+	ck_assert_msg(t_in_path("node"), "node is not installed: the OAuth tests need Node.js "
+	              "(tools/sluice test installs it; or apt-get install nodejs npm)");
+	ck_assert_msg(access(modules, R_OK) == 0, "%s/tests/oauth_server/node_modules is missing: "
+	              "run `npm ci` there (tools/sluice test does it)", t_source_dir);
+
+	/* A fresh secret per start, with the characters client_secret_basic must encode. */
+	fd = open("/dev/urandom", O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, rnd, sizeof(rnd)), (int)sizeof(rnd));
+	close(fd);
+	snprintf(o->client_id, sizeof(o->client_id), "sluice-test-client");
+	len = (size_t)snprintf(o->client_secret, sizeof(o->client_secret), "s3c:r+t/%%");
+	for (i = 0; i < (int)sizeof(rnd); i++)
+		len += (size_t)snprintf(o->client_secret + len, sizeof(o->client_secret) - len, "%02x",
+		                        rnd[i]);
+
+	ck_assert_int_eq(pipe(out), 0);
+	fcntl(out[0], F_SETFD, FD_CLOEXEC);
+	fcntl(out[1], F_SETFD, FD_CLOEXEC);
+	o->pid = fork();
+	ck_assert_msg(o->pid >= 0, "fork: %s", strerror(errno));
+	if (o->pid == 0) {
+		/* Die with the test, even one killed by Check's timeout. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		dup2(out[1], STDOUT_FILENO);
+		fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0)
+			dup2(fd, STDIN_FILENO);
+		setenv("OAUTH_CLIENT_ID", o->client_id, 1);
+		setenv("OAUTH_CLIENT_SECRET", o->client_secret, 1);
+		execlp("node", "node", script, "0", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+
+	/* Await the line {"port":N}: a condition with a deadline. */
+	deadline = t_now_ms() + 30000;
+	len = 0;
+	while (!memchr(line, '\n', len) && len < sizeof(line) - 1) {
+		struct pollfd p = { .fd = out[0], .events = POLLIN };
+		long long left = deadline - t_now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		n = read(out[0], line + len, sizeof(line) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	line[len] = '\0';
+	close(out[0]);
+	if (sscanf(line, "{\"port\":%d}", &o->port) != 1 || o->port <= 0) {
+		int st = t_stop(o->pid, SIGKILL);
+
+		o->pid = 0;
+		ck_abort_msg("the OAuth server (node %s) did not start (exit status %d; its stderr "
+		             "is above)", script, st);
+	}
+	snprintf(o->url, sizeof(o->url), "http://127.0.0.1:%d", o->port);
+}
+
+void
+t_oauth_stop(struct t_oauth *o)
+{
+	if (o->pid > 0)
+		t_stop(o->pid, SIGTERM);
+	o->pid = 0;
+}
+
+long long
+t_oauth_stat(struct t_oauth *o, const char *name)
+{
+	struct t_reply r;
+	char url[256];
+	json_object *doc, *v;
+	long long n;
+
+	snprintf(url, sizeof(url), "%s/__control/stats", o->url);
+	ck_assert_int_eq(t_http("GET", url, NULL, &r), 200);
+	doc = json_tokener_parse(r.body);
+	ck_assert_msg(doc && json_object_object_get_ex(doc, name, &v) &&
+	              json_object_is_type(v, json_type_int), "no counter %s in %s", name, r.body);
+	n = json_object_get_int64(v);
+	json_object_put(doc);
+	return n;
+}
+
+void
+t_oauth_control(struct t_oauth *o, const char *what, const char *json)
+{
+	struct t_reply r;
+	char url[256];
+	long st;
+
+	snprintf(url, sizeof(url), "%s/__control/%s", o->url, what);
+	st = t_http("POST", url, json, &r);
+	ck_assert_msg(st == 200, "POST /__control/%s %s: HTTP %ld %s", what, json ? json : "{}",
+	              st, r.body);
+}
+
+/* Copies the percent-decoded value of parameter name in the query of url into out. */
+static void
+t_query_param(const char *url, const char *name, char *out, size_t size)
+{
+	const char *p = strchr(url, '?');
+	size_t n = strlen(name);
+
+	out[0] = '\0';
+	while (p && *p) {
+		p++;
+		if (!strncmp(p, name, n) && p[n] == '=') {
+			size_t len = strcspn(p + n + 1, "&#");
+			char *v = curl_easy_unescape(NULL, p + n + 1, (int)len, NULL);
+
+			ck_assert_ptr_nonnull(v);
+			snprintf(out, size, "%s", v);
+			curl_free(v);
+			return;
+		}
+		p = strchr(p, '&');
+	}
+}
+
+int
+t_oauth_authorize(struct t_oauth *o, const char *authorize_url, char *code, size_t codesz,
+                  char *state, size_t statesz)
+{
+	struct t_reply r;
+	long st;
+
+	(void)o;
+	st = t_http("GET", authorize_url, NULL, &r);
+	t_query_param(r.location, "code", code, codesz);
+	t_query_param(r.location, "state", state, statesz);
+	return st >= 300 && st <= 399 && code[0] ? 0 : (int)st;
 }

@@ -81,7 +81,69 @@ char *t_slurp(const char *path);
 /* Paths of the built programs and the source tree (from CMake). */
 extern const char *t_worker_bin, *t_api_bin, *t_ctl_bin, *t_source_dir, *t_build_dir;
 
+/*
+ * The master key tests use (64 hex digits).  t_use_master_key() puts it in
+ * SLUICE_MASTER_KEY of this process, so every worker, sluice-api and
+ * sluicectl started afterwards inherits it.
+ */
+#define T_MASTER_KEY "6c8f3b2a1d9e4f7a0b5c6d8e9f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c"
+void t_use_master_key(void);
+
 /* Runs the suite built by make_suite with CK_FORK; returns the process exit code. */
 int t_run(Suite *s);
+
+/* ---- The OAuth 2.0 authorization server (tests/oauth_server) -------------
+ *
+ * A real one: oauth2-mock-server from npm, made strict by server.js (client
+ * authentication, one-time codes tied to their redirect_uri, PKCE, rotating
+ * refresh tokens, Bearer-protected GET /resource and /userinfo).  Endpoints
+ * under o->url: /authorize, /token, /userinfo, /resource, /jwks, and the
+ * JSON control endpoints /__control/{stats,revoke,fault,token_ttl,delay,
+ * reset} (see the header of server.js).  Needs node and the packages of
+ * tests/oauth_server (tools/sluice test installs both).
+ */
+struct t_oauth {
+	pid_t pid;
+	int   port;
+	char  url[64];             /* http://127.0.0.1:PORT, no trailing slash */
+	char  client_id[64];       /* the one registered client */
+	char  client_secret[64];   /* random per start; has ':', '+', '/' and '%' in it */
+};
+
+/*
+ * Starts the server on a free loopback port and waits for it to listen;
+ * fails the test, saying what to install, when node or node_modules is
+ * missing.  The server dies with the process that started it.
+ */
+void t_oauth_start(struct t_oauth *o);
+
+/* Stops it (SIGTERM, then waits).  Safe to call twice. */
+void t_oauth_stop(struct t_oauth *o);
+
+/*
+ * One counter of GET /__control/stats: "token" (all token requests),
+ * "authorization_code", "refresh_token", "client_credentials", "other_grant",
+ * "authorize", "resource" (GET /resource and /userinfo), "resource_ok",
+ * "resource_denied".  Fails the test on an unknown name.
+ */
+long long t_oauth_stat(struct t_oauth *o, const char *name);
+
+/*
+ * POSTs json (NULL: {}) to /__control/<what> and fails the test unless it
+ * answers 200.  E.g. t_oauth_control(o, "fault",
+ * "{\"status\":429,\"count\":1,\"retry_after\":7}"), ("revoke", NULL),
+ * ("token_ttl", "{\"seconds\":0}"), ("delay", "{\"ms\":300}"), ("reset", NULL).
+ */
+void t_oauth_control(struct t_oauth *o, const char *what, const char *json);
+
+/*
+ * Plays the user's browser: GETs authorize_url without following the
+ * redirect and reads code and state from its Location (percent-decoded;
+ * "" when absent).  Returns 0 when it redirected with a code; otherwise the
+ * HTTP status of the answer (400 for a bad client_id, 302 for a redirect
+ * carrying error=...).
+ */
+int t_oauth_authorize(struct t_oauth *o, const char *authorize_url, char *code, size_t codesz,
+                      char *state, size_t statesz);
 
 #endif

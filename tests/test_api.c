@@ -611,6 +611,11 @@ START_TEST(create_single_job_201)
 	char rid[80], want[64], text[512];
 	long long id;
 
+	/* The job names one of org A's connectors (another org's, or none, is refused). */
+	snprintf(text, sizeof(text), "INSERT INTO sluice.connector (id, org_id, type, direction, label)"
+	         " VALUES ('0b6e3d1c-5f1a-4c1e-9a53-2f0d7c1b9e42', %lld, 'webhook', 'destination', 'w')",
+	         org_a);
+	t_exec(db, text);
 	call_simple("POST", "/api/v1/jobs", key_a_write,
 	            "{\"kind\":\"report.fetch\",\"payload\":{\"range\":[1,2],\"x\":1.10},"
 	            "\"priority\":2,\"run_at\":\"2099-01-02T03:04:05Z\",\"max_attempts\":7,"

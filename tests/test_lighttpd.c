@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -237,8 +238,10 @@ START_TEST(smoke_through_lighttpd)
 {
 	char dburl[256], state[] = "/tmp/sl-lighttpd-XXXXXX", conf_path[512], out_path[512];
 	char port[16], base[64], url[256], cmd[1024], key[64], location[64];
-	const char *names[] = { "@PORT@", "@STATE_DIR@", "@API_BIN@", "@DATABASE_URL@", "@LOG_LEVEL@" };
-	const char *values[5];
+	const char *names[] = { "@PORT@", "@STATE_DIR@", "@API_BIN@", "@DATABASE_URL@", "@LOG_LEVEL@",
+		                "@MASTER_KEY_FILE@" };
+	const char *values[6];
+	char key_path[512];
 	char *conf, *errlog;
 	struct http h;
 	PGconn *db;
@@ -258,7 +261,12 @@ START_TEST(smoke_through_lighttpd)
 	values[2] = t_api_bin;
 	values[3] = dburl;
 	values[4] = "info";
-	conf = fill_template(names, values, 5);
+	/* The master key reaches sluice-api as a file lighttpd names in its environment. */
+	snprintf(key_path, sizeof(key_path), "%s/master.key", state);
+	write_file(key_path, T_MASTER_KEY "\n");
+	ck_assert_int_eq(chmod(key_path, 0600), 0);
+	values[5] = key_path;
+	conf = fill_template(names, values, 6);
 	snprintf(conf_path, sizeof(conf_path), "%s/lighttpd.conf", state);
 	snprintf(out_path, sizeof(out_path), "%s/lighttpd.out", state);
 	write_file(conf_path, conf);
@@ -313,7 +321,20 @@ START_TEST(smoke_through_lighttpd)
 	                              "\"rate_limits\":{}}");
 	http_clear(&h);
 
+	/* A connector with a secret: sluice-api found the master key through lighttpd. */
+	snprintf(url, sizeof(url), "%s/api/v1/connectors", base);
+	ck_assert_int_eq(http_do(&h, "POST", url, key,
+	                         "{\"type\":\"ttd\",\"label\":\"Smoke TTD\","
+	                         "\"credentials\":{\"api_key\":\"smoke-secret-4f1e9a7c3b\"}}", NULL),
+	                 CURLE_OK);
+	ck_assert_msg(h.status == 201, "%ld %s", h.status, h.body.data);
+	ck_assert_str_eq(jstr(&h, "connector", "type"), "ttd");
+	ck_assert_msg(!strstr(h.body.data, "smoke-secret-4f1e9a7c3b"), "the secret came back");
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.credential"), 1);
+	http_clear(&h);
+
 	/* No key: 401 with the challenge. */
+	snprintf(url, sizeof(url), "%s/api/v1/queue", base);
 	ck_assert_int_eq(http_do(&h, "GET", url, NULL, NULL, NULL), CURLE_OK);
 	ck_assert_int_eq(h.status, 401);
 	ck_assert_str_eq(header(&h, "WWW-Authenticate"), "Bearer realm=\"sluice\"");

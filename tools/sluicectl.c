@@ -1,12 +1,18 @@
-/* sluicectl.c — the operator's command line: migrate, orgs, keys, and the queue's ops functions. */
+/* sluicectl.c — the operator's command line: migrate, orgs, keys, secrets, and the queue's ops functions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "adapters/credential.h"
 #include "common/crypto.h"
 #include "common/db.h"
 #include "common/log.h"
 #include "common/migrate.h"
+#include "common/secret.h"
 #include "common/str.h"
 
 /* Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 not found / refused. */
@@ -458,6 +464,259 @@ cmd_workers(struct sl_db *db, int argc, char **argv)
 	                " ORDER BY status, id", 0, NULL);
 }
 
+/* ---- data keys and secrets ------------------------------------------- */
+
+/* The master key from SLUICE_MASTER_KEY or SLUICE_MASTER_KEY_FILE; NULL after saying why not. */
+static struct sl_keyring *
+master_key(void)
+{
+	struct sl_keyring *kr;
+	struct sl_err err;
+
+	if (sl_keyring_from_env(&kr, &err)) {
+		fail(&err);
+		return NULL;
+	}
+	return kr;
+}
+
+static void
+rotate_progress(const struct sl_rotate_stats *st, void *arg)
+{
+	(void)arg;
+	printf("round %d: %lld secret(s) re-encrypted under data key %d, about %lld left\n",
+	       st->rounds, st->reencrypted, st->new_key_id, st->remaining);
+	fflush(stdout);
+}
+
+static int
+keys_rotate(struct sl_db *db, int argc, char **argv)
+{
+	const char *batch_s = opt(argc, argv, "--batch");
+	struct sl_rotate_stats st = { .progress = rotate_progress };
+	struct sl_keyring *kr;
+	struct sl_err err;
+	long long batch = 100;
+	int rc;
+
+	if (batch_s && sl_parse_ll(batch_s, 1, 100000, &batch))
+		return usage_error("--batch takes 1 to 100000");
+	if (positional(argc, argv, 2) || leftover_option(argc, argv))
+		return usage_error("expected: keys rotate [--batch N]");
+	kr = master_key();
+	if (!kr)
+		return EXIT_FAIL;
+	printf("master key %s: rotating data keys, %lld secret(s) per transaction\n",
+	       sl_keyring_master_id(kr), batch);
+	fflush(stdout);
+	rc = sl_keys_rotate(kr, db, (int)batch, &st, &err);
+	sl_keyring_free(kr);
+	if (rc) {
+		if (st.new_key_id)
+			fprintf(stderr, "sluicectl: stopped after %lld secret(s) moved to data key %d; "
+			        "the old keys stay readable, run it again\n", st.reencrypted,
+			        st.new_key_id);
+		fail(&err);
+		return rc == SL_ECONFLICT ? EXIT_REFUSED : EXIT_FAIL;
+	}
+	printf("done: data key %d is current; %lld secret(s) re-encrypted, %lld taken again after a "
+	       "concurrent change, %d old data key(s) retired\n", st.new_key_id, st.reencrypted,
+	       st.raced, st.retired);
+	return EXIT_OK;
+}
+
+static int
+keys_status(struct sl_db *db, int argc, char **argv)
+{
+	struct sl_keyring *kr;
+	struct sl_err err;
+	PGresult *res;
+	const char *id;
+	int rc = EXIT_OK, foreign = 0, r;
+
+	if (positional(argc, argv, 2) || leftover_option(argc, argv))
+		return usage_error("expected: keys status");
+	kr = master_key();
+	id = kr ? sl_keyring_master_id(kr) : NULL;
+	if (sl_db_query(db, &res, "SELECT id, state, master_key_id,"
+	                " CASE WHEN state = 'retired' THEN '' WHEN $1::text IS NULL THEN '?'"
+	                "      WHEN master_key_id = $1 THEN 'yes' ELSE 'NO' END AS this_master,"
+	                " secrets, date_trunc('second', created_at) AS created_at,"
+	                " date_trunc('second', retired_at) AS retired_at"
+	                " FROM sluice.data_keys ORDER BY id", 1, (const char *const[]){ id }, &err)) {
+		sl_keyring_free(kr);
+		return fail(&err);
+	}
+	print_table(res);
+	for (r = 0; r < PQntuples(res); r++) {
+		const char *state = sl_pg_get(res, r, "state");
+
+		if (kr && strcmp(state, "retired") && strcmp(sl_pg_get(res, r, "this_master"), "yes"))
+			foreign++;
+	}
+	PQclear(res);
+	if (!kr)
+		return EXIT_FAIL;
+	printf("\nthis master key: %s\n", id);
+	if (foreign) {
+		fprintf(stderr, "sluicectl: %d data key(s) in use are wrapped by another master key: "
+		        "this environment cannot open what they sealed\n", foreign);
+		rc = EXIT_FAIL;
+	}
+	sl_keyring_free(kr);
+	return rc;
+}
+
+static int
+keys_rewrap(struct sl_db *db, int argc, char **argv)
+{
+	const char *file = opt(argc, argv, "--new-key-file");
+	struct sl_keyring *kr, *new_kr = NULL;
+	struct sl_err err;
+	int rc, n = 0;
+
+	if (!file || positional(argc, argv, 2) || leftover_option(argc, argv))
+		return usage_error("expected: keys rewrap --new-key-file FILE");
+	kr = master_key();
+	if (!kr)
+		return EXIT_FAIL;
+	rc = sl_keyring_from_file(&new_kr, file, &err);
+	if (rc == 0)
+		rc = sl_keys_rewrap(kr, new_kr, db, &n, &err);
+	if (rc) {
+		sl_keyring_free(kr);
+		sl_keyring_free(new_kr);
+		return fail(&err);
+	}
+	printf("%d data key(s) rewrapped: master key %s replaces %s\n", n,
+	       sl_keyring_master_id(new_kr), sl_keyring_master_id(kr));
+	printf("Give every worker, sluice-api and sluicectl the new key now"
+	       " (SLUICE_MASTER_KEY_FILE=%s);\nthe old master key opens nothing any more.\n", file);
+	sl_keyring_free(kr);
+	sl_keyring_free(new_kr);
+	return EXIT_OK;
+}
+
+static int
+cmd_keys(struct sl_db *db, int argc, char **argv)
+{
+	const char *verb = positional(argc, argv, 1);
+
+	if (verb && !strcmp(verb, "rotate"))
+		return keys_rotate(db, argc, argv);
+	if (verb && !strcmp(verb, "status"))
+		return keys_status(db, argc, argv);
+	if (verb && !strcmp(verb, "rewrap"))
+		return keys_rewrap(db, argc, argv);
+	return usage_error("expected: keys rotate [--batch N], keys status, "
+	                   "or keys rewrap --new-key-file FILE");
+}
+
+/*
+ * One line from stdin into buf, without its line end; never echoed when stdin
+ * is a terminal.  Returns 0, or -1 (nothing, or longer than buf).
+ */
+static int
+read_secret_line(const char *prompt, char *buf, size_t size)
+{
+	struct termios old, quiet;
+	int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	size_t len;
+	char *got;
+
+	if (tty) {
+		fprintf(stderr, "%s", prompt);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	got = fgets(buf, (int)size, stdin);
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	if (!got)
+		return -1;
+	len = strlen(buf);
+	if (len == size - 1 && buf[len - 1] != '\n' && !feof(stdin))
+		return -1;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	return len ? 0 : -1;
+}
+
+static int
+cmd_oauth_app(struct sl_db *db, int argc, char **argv)
+{
+	const char *verb = positional(argc, argv, 1);
+	const char *org = positional(argc, argv, 2);
+	const char *type = positional(argc, argv, 3);
+	const char *client_id = positional(argc, argv, 4);
+	struct sl_keyring *kr;
+	struct sl_cred_env env = { .db = db, .actor = "sluicectl" };
+	struct sl_err err;
+	char secret[4096];
+	long long org_id;
+	int rc;
+
+	if (verb && !strcmp(verb, "list") && !type && !leftover_option(argc, argv)) {
+		if (org && !valid_id(org))
+			return usage_error("expected an org id");
+		return show(db, "SELECT org_id, type, client_id, key_id, updated_at"
+		                " FROM sluice.oauth_client WHERE $1::bigint IS NULL OR org_id = $1"
+		                " ORDER BY org_id, type", 1, (const char *const[]){ org });
+	}
+	if (!verb || strcmp(verb, "set") || !valid_id(org) || !type || !client_id ||
+	    positional(argc, argv, 5) || leftover_option(argc, argv))
+		return usage_error("expected: oauth-app set ORG TYPE CLIENT_ID (secret on stdin), "
+		                   "or oauth-app list [ORG]");
+	if (sl_parse_ll(org, 1, 9223372036854775807LL, &org_id))
+		return usage_error("expected an org id");
+	kr = master_key();
+	if (!kr)
+		return EXIT_FAIL;
+	if (read_secret_line("client secret: ", secret, sizeof(secret))) {
+		OPENSSL_cleanse(secret, sizeof(secret));
+		sl_keyring_free(kr);
+		return usage_error("the client secret must be one non-empty line on stdin "
+		                   "(at most 4095 bytes)");
+	}
+	env.kr = kr;
+	rc = sl_oauth_app_store(&env, org_id, type, client_id, secret, &err);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	sl_keyring_free(kr);
+	if (rc)
+		return fail(&err);
+	printf("stored the %s OAuth app of org %s (client id %s; the secret is encrypted)\n", type,
+	       org, client_id);
+	return EXIT_OK;
+}
+
+static int
+cmd_redirect_uri(struct sl_db *db, int argc, char **argv)
+{
+	const char *verb = positional(argc, argv, 1);
+	const char *org = positional(argc, argv, 2);
+	const char *uri = positional(argc, argv, 3);
+	struct sl_err err;
+
+	if (verb && !strcmp(verb, "list") && !uri && !leftover_option(argc, argv)) {
+		if (org && !valid_id(org))
+			return usage_error("expected an org id");
+		return show(db, "SELECT org_id, uri FROM sluice.oauth_redirect_uri"
+		                " WHERE $1::bigint IS NULL OR org_id = $1 ORDER BY org_id, uri", 1,
+		            (const char *const[]){ org });
+	}
+	if (!verb || strcmp(verb, "allow") || !valid_id(org) || !uri || positional(argc, argv, 4) ||
+	    leftover_option(argc, argv))
+		return usage_error("expected: redirect-uri allow ORG URI, or redirect-uri list [ORG]");
+	if (sl_db_exec(db, "SELECT sluice.allow_redirect_uri($1::bigint, $2)", 2,
+	               (const char *const[]){ org, uri }, &err))
+		return fail(&err);
+	printf("allowed %s for org %s\n", uri, org);
+	return EXIT_OK;
+}
+
 static const struct cmd commands[] = {
 	{ "migrate", cmd_migrate, "migrate [--schema-dir DIR]",
 	  "Apply the SQL migrations the database lacks (forward-only, checksummed)." },
@@ -481,6 +740,12 @@ static const struct cmd commands[] = {
 	  "Stop claiming a kind's or an org's jobs (they stay queued)." },
 	{ "resume", cmd_resume, "resume kind KIND | resume org ID", "Undo pause." },
 	{ "workers", cmd_workers, "workers", "Workers with their status and last heartbeat." },
+	{ "keys", cmd_keys, "keys rotate [--batch N] | keys status | keys rewrap --new-key-file FILE",
+	  "Rotate the data keys that encrypt secrets, list them, or move to a new master key." },
+	{ "oauth-app", cmd_oauth_app, "oauth-app set ORG TYPE CLIENT_ID | oauth-app list [ORG]",
+	  "Store an org's OAuth app; the client secret is one line on stdin, stored encrypted." },
+	{ "redirect-uri", cmd_redirect_uri, "redirect-uri allow ORG URI | redirect-uri list [ORG]",
+	  "Allow an OAuth redirect URI for an org (matched exactly), or list them." },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -503,9 +768,11 @@ usage(FILE *out)
 	size_t i;
 
 	fprintf(out, "usage: sluicectl [--database URL] COMMAND [ARGS]\n\n"
-	             "The database is --database, else $DATABASE_URL.\n\nCommands:\n");
+	             "The database is --database, else $DATABASE_URL.  keys and oauth-app also need\n"
+	             "the master key: $SLUICE_MASTER_KEY, else the file $SLUICE_MASTER_KEY_FILE.\n\n"
+	             "Commands:\n");
 	for (i = 0; i < N_COMMANDS; i++)
-		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].help);
+		fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].help);
 	fprintf(out, "\nsluicectl COMMAND --help shows a command's arguments.\n"
 	             "Exit status: 0 done, 1 failed, 2 usage error, 3 refused (not found, not allowed).\n");
 }

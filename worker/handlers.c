@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "worker/connector_jobs.h"
 
 /* noop: does nothing, successfully.  The benchmark's unit of work. */
 static int
@@ -65,6 +66,10 @@ static const struct sl_handler handlers[] = {
 	{ .kind = "sleep", .run = run_sleep, .summary = "waits payload.ms milliseconds, heartbeating" },
 	{ .kind = "fail",  .run = run_fail,
 	  .summary = "fails with payload.error; payload.permanent skips the retries" },
+	{ .kind = "oauth.refresh", .run = sl_run_oauth_refresh,
+	  .summary = "refreshes the connector's OAuth access token when it is due" },
+	{ .kind = "connector.check", .run = sl_run_connector_check,
+	  .summary = "one authenticated GET of the connector's API; records its health" },
 };
 
 #define N_HANDLERS (sizeof(handlers) / sizeof(handlers[0]))
@@ -104,5 +109,5 @@ sl_handlers_print(void)
 	size_t i;
 
 	for (i = 0; i < N_HANDLERS; i++)
-		printf("%-12s %s\n", handlers[i].kind, handlers[i].summary);
+		printf("%-16s %s\n", handlers[i].kind, handlers[i].summary);
 }

@@ -4,6 +4,8 @@
 
 #include <json-c/json.h>
 
+#include "adapters/credential.h"
+#include "common/db.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -57,5 +59,21 @@ long long sl_job_time_left(const struct sl_jobctx *ctx);
 
 /* The log context of the job (job id, kind, org), for sl_jlog(). */
 const struct sl_log_ctx *sl_job_log_ctx(const struct sl_jobctx *ctx);
+
+/*
+ * The worker's database session, for a handler's own queries.  It is idle
+ * when the handler starts and the handler must leave it idle: every
+ * transaction it opens is committed or rolled back before it returns or
+ * calls sl_job_tick().
+ */
+struct sl_db *sl_job_db(struct sl_jobctx *ctx);
+
+/*
+ * Fills env for the credential calls of adapters/credential.h: the worker's
+ * session and keyring, actor "worker:<id>", this job's id.  Without a master
+ * key: an error with SL_RETRY_BACKOFF (the job waits for one).
+ */
+int sl_job_cred_env(struct sl_jobctx *ctx, struct sl_cred_env *env, struct sl_err *err)
+	__attribute__((warn_unused_result));
 
 #endif

@@ -43,6 +43,11 @@ static const struct sl_conf_key keys[] = {
 	  "How long past its timeout a job that ignores it may run before the process exits." },
 	{ "SLUICE_LOG_LEVEL", SL_CONF_LOGLEVEL, &sl_log_level, "info", 0, 0, 1, 0,
 	  "error, warn, info or debug." },
+	{ "SLUICE_CA_FILE", SL_CONF_STR, &conf.ca_file, NULL, 0, 0, 0, 0,
+	  "CA bundle (PEM) to verify outside systems' TLS certificates with, instead of the "
+	  "system's. The master key comes from SLUICE_MASTER_KEY or SLUICE_MASTER_KEY_FILE." },
+	{ "SLUICE_HTTP_TIMEOUT", SL_CONF_MS, &conf.http_timeout_ms, "30s", 100, 600000, 1, 0,
+	  "Longest one request to an outside system may take." },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

@@ -59,6 +59,7 @@
 #include "common/db.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "common/str.h"
 #include "worker/handlers.h"
 #include "worker/job.h"
@@ -100,7 +101,9 @@ struct sl_worker {
 	const struct sl_worker_conf    *conf;
 	const struct sl_worker_signals *sig;
 	struct sl_db   *db;
+	struct sl_keyring *keyring;        /* NULL when no master key is configured */
 	char            id[128];
+	char            actor[136];        /* "worker:<id>", for audit rows */
 	char            host[64];
 
 	struct held     batch[MAX_BATCH];
@@ -586,6 +589,28 @@ sl_job_log_ctx(const struct sl_jobctx *ctx)
 	return &ctx->log;
 }
 
+struct sl_db *
+sl_job_db(struct sl_jobctx *ctx)
+{
+	return ctx->w->db;
+}
+
+int
+sl_job_cred_env(struct sl_jobctx *ctx, struct sl_cred_env *env, struct sl_err *err)
+{
+	memset(env, 0, sizeof(*env));
+	if (!ctx->w->keyring)
+		return sl_err_set(err, SL_EINTERNAL, SL_RETRY_BACKOFF,
+		                  "secrets are not configured on this worker (SLUICE_MASTER_KEY)");
+	env->db = ctx->w->db;
+	env->kr = ctx->w->keyring;
+	env->actor = ctx->w->actor;
+	env->job_id = ctx->h->id;
+	env->ca_file = ctx->w->conf->ca_file;
+	env->timeout_ms = ctx->w->conf->http_timeout_ms;
+	return 0;
+}
+
 /* ---- running one job -------------------------------------------------- */
 
 static void
@@ -775,7 +800,7 @@ housekeeping(struct sl_worker *w)
 	if (pruned)
 		sl_log_info("pruned finished jobs", SLF_I("count", pruned), SLF_END);
 	if (sl_db_exec(w->db, "SELECT sluice.drop_empty_lanes(), sluice.rescan_all(),"
-	               " sluice.forget_workers()", 0, NULL, &err))
+	               " sluice.forget_workers(), sluice.prune_oauth_states()", 0, NULL, &err))
 		sl_log_warn("housekeeping failed", SLF_S("error", err.msg), SLF_END);
 	w->next_housekeeping_ms = sl_mono_ms() + w->conf->housekeeping_ms;
 }
@@ -927,7 +952,11 @@ sl_worker_run(const struct sl_worker_conf *conf, const struct sl_worker_signals 
 	w->sig = sig;
 	w->lease_ms = 30000;
 	make_worker_id(w);
+	snprintf(w->actor, sizeof(w->actor), "worker:%s", w->id);
 	signal(SIGALRM, watchdog_fired);
+	if (sl_keyring_from_env(&w->keyring, &err))
+		sl_log_warn("no master key: jobs that need a connector's credentials will wait",
+		            SLF_S("reason", err.msg), SLF_END);
 
 	rc = sl_db_open(&w->db, conf->database_url, "sluice-worker", &err);
 	if (!rc)
@@ -990,6 +1019,7 @@ sl_worker_run(const struct sl_worker_conf *conf, const struct sl_worker_signals 
 	sl_log_info("worker stopped", SLF_S("worker", w->id), SLF_END);
 	rc = 0;
 out:
+	sl_keyring_free(w->keyring);
 	sl_db_free(w->db);
 	sl_free(w);
 	return rc;

@@ -18,6 +18,8 @@ struct sl_worker_conf {
 	long long shutdown_grace_ms;  /* on SIGTERM, how long a running job may go on */
 	long long watchdog_grace_ms;  /* past its timeout, how long before a stuck job kills the process */
 	int       log_level;
+	char     *ca_file;            /* CA bundle for outside systems; NULL: the system's */
+	long long http_timeout_ms;    /* one request to an outside system */
 };
 
 /* What the signal handlers of main.c share with the loop. */

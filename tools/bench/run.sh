@@ -195,9 +195,11 @@ if want api; then
 	# A free loopback port: the first from 18080 that nothing answers on.
 	PORT=18080
 	while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do PORT=$((PORT + 1)); done
+	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$STATE/master.key")
 	# The URL holds '&', which sed's replacement would read as "the match".
 	sed -e "s|@PORT@|$PORT|" -e "s|@STATE_DIR@|$STATE|g" -e "s|@API_BIN@|$API|" \
 	    -e "s|@DATABASE_URL@|${URL//&/\\&}|" -e "s|@LOG_LEVEL@|warn|" \
+	    -e "s|@MASTER_KEY_FILE@|$STATE/master.key|" \
 	    "$ROOT/tools/lighttpd.conf.in" >"$STATE/lighttpd.conf"
 	/usr/sbin/lighttpd -D -f "$STATE/lighttpd.conf" 2>>"$STATE/lighttpd.stderr" &
 	LIGHTTPD_PID=$!
