@@ -95,15 +95,6 @@ void api_cred_env(struct api_ctx *c, struct sl_db *db, struct sl_keyring *kr,
 int api_secret_failure(struct sl_err *err);
 
 /*
- * Sets the answer to `status` with json_text (a JSON document the database
- * built) as the body, written compactly like every other answer; numbers
- * keep their text.  Returns 0, or SL_EINTERNAL when json_text is NULL or
- * not JSON, or SL_ENOMEM / SL_ETOOLARGE.
- */
-int api_respond_text(struct api_response *resp, int status, const char *json_text,
-                     struct sl_err *err) __attribute__((warn_unused_result));
-
-/*
  * sl_db_query(), and when the statement fails with a COLUMN field (what
  * sluice.create_connector and sluice.expand_url attach to their errors),
  * err->field gets `prefix` followed by that column ("config." + "base_url";
@@ -115,12 +106,13 @@ int api_query_col(struct sl_db *db, PGresult **out, const char *sql, int nparams
                   struct sl_err *err) __attribute__((warn_unused_result));
 
 /*
- * The connector `id` (a canonical lower-case UUID) of the caller's org as
- * {"connector": {...}} with `status`.  A connector that is not the org's,
- * or is deleted, answers 404.
+ * Answers `status` with the connector `id` (a canonical lower-case UUID) of
+ * the caller's org as {"connector": {...}}, read on the request's session
+ * (inside its open transaction, if any: api_respond_query).  A connector
+ * that is not the org's, or is deleted, answers 404.
  */
-int api_connector_respond(struct api_ctx *c, struct sl_db *db, const char *id, int status,
-                          struct sl_err *err) __attribute__((warn_unused_result));
+int api_connector_respond(struct api_ctx *c, const char *id, int status, struct sl_err *err)
+	__attribute__((warn_unused_result));
 
 /* Whether s holds n_min to n_max UTF-8 characters (s is valid UTF-8). */
 int api_utf8_len_between(const char *s, size_t n_min, size_t n_max);

@@ -114,30 +114,6 @@ api_secret_failure(struct sl_err *err)
 }
 
 int
-api_respond_text(struct api_response *resp, int status, const char *json_text,
-                 struct sl_err *err)
-{
-	json_object *doc = NULL;
-	int rc;
-
-	resp->status = 0;
-	if (!json_text) {
-		rc = sl_err_set(err, SL_EINTERNAL, SL_RETRY_NO, "the database built no answer");
-		goto out;
-	}
-	/* Parsed and written again: compact like every other answer (numbers keep their text). */
-	rc = sl_json_parse(json_text, strlen(json_text), &doc, err);
-	if (rc) {
-		err->code = rc = SL_EINTERNAL;
-		goto out;
-	}
-	rc = api_respond_json(resp, status, doc, err);
-out:
-	json_object_put(doc);
-	return rc;
-}
-
-int
 api_query_col(struct sl_db *db, PGresult **out, const char *sql, int nparams,
               const char *const *params, const char *prefix, const char *const *plain,
               struct sl_err *err)
@@ -168,30 +144,15 @@ api_utf8_len_between(const char *s, size_t n_min, size_t n_max)
 }
 
 int
-api_connector_respond(struct api_ctx *c, struct sl_db *db, const char *id, int status,
-                      struct sl_err *err)
+api_connector_respond(struct api_ctx *c, const char *id, int status, struct sl_err *err)
 {
-	char org[32];
-	const char *params[2] = { id, org };
-	PGresult *res = NULL;
-	int rc;
-
-	snprintf(org, sizeof(org), "%lld", c->org_id);
-	rc = sl_db_query(db, &res,
-	                 "SELECT json_build_object('connector', " CONNECTOR_JSON ")::text AS doc"
-	                 "  FROM sluice.connector c"
-	                 " WHERE c.id = $1::uuid AND c.org_id = $2::bigint AND c.deleted_at IS NULL",
-	                 2, params, err);
-	if (rc)
-		goto out;
-	if (PQntuples(res) != 1) {
-		rc = api_fail(err, 404, NULL, "no such connector");
-		goto out;
-	}
-	rc = api_respond_text(c->resp, status, sl_pg_get(res, 0, "doc"), err);
-out:
-	PQclear(res);
-	return rc;
+	return api_respond_by_id(c, status, "connector",
+	                         "SELECT json_build_object('connector', " CONNECTOR_JSON ")::text"
+	                         "       AS doc"
+	                         "  FROM sluice.connector c"
+	                         " WHERE c.id = $1::uuid AND c.org_id = $2::bigint"
+	                         "   AND c.deleted_at IS NULL",
+	                         id, err);
 }
 
 /* ---- input checks ------------------------------------------------------------ */
@@ -214,43 +175,6 @@ static int
 oom(struct sl_err *err)
 {
 	return sl_err_set(err, SL_ENOMEM, SL_RETRY_NO, "out of memory");
-}
-
-/* Parses the request body: 400 when it is not JSON, 422 when it is not an object. */
-static int
-parse_object(struct api_ctx *c, json_object **out, struct sl_err *err)
-{
-	int rc = sl_json_parse(c->req->body.data, c->req->body.len, out, err);
-
-	if (rc) {
-		if (rc == SL_EINVAL)
-			err->http_status = 400;
-		return rc;
-	}
-	if (!json_object_is_type(*out, json_type_object)) {
-		json_object_put(*out);
-		*out = NULL;
-		return api_fail(err, 422, NULL, "the request body must be a JSON object");
-	}
-	return 0;
-}
-
-/* Refuses members of body not in `known` (NULL-terminated): a misspelt field must not vanish. */
-static int
-known_fields(json_object *body, const char *const *known, const char *what, struct sl_err *err)
-{
-	json_object_object_foreach(body, key, val) {
-		const char *const *k;
-
-		(void)val;
-		for (k = known; *k; k++) {
-			if (!strcmp(key, *k))
-				break;
-		}
-		if (!*k)
-			return api_fail(err, 422, key, "field %.60s is not known (%s)", key, what);
-	}
-	return 0;
 }
 
 /* A JSON object member that is present and not null, else NULL. */
@@ -332,41 +256,24 @@ check_credentials(json_object *creds, struct sl_err *err)
 	return 0;
 }
 
-/* Every name of `fields` (a JSON array of strings) must be a member of creds. */
+/*
+ * Whether o (may be NULL) lacks one of `names` (a JSON array of strings):
+ * a member that is absent, null or an empty string.  The first it lacks
+ * goes to field (of size n) as prefix + name.
+ */
 static int
-credentials_complete(json_object *creds, json_object *fields, const char *provider,
-                     struct sl_err *err)
+lacks_member(json_object *o, json_object *names, const char *prefix, char *field, size_t n)
 {
-	char field[sizeof(err->field)];
-	size_t i, n = json_object_array_length(fields);
+	size_t i, len = json_object_array_length(names);
 
-	for (i = 0; i < n; i++) {
-		const char *name = json_object_get_string(json_object_array_get_idx(fields, i));
+	for (i = 0; i < len; i++) {
+		const char *name = json_object_get_string(json_object_array_get_idx(names, i));
+		json_object *v = member(o, name);
 
-		if (!creds || !member(creds, name)) {
-			snprintf(field, sizeof(field), "credentials.%s", name);
-			return api_fail(err, 422, field, "field %s is required for %s connectors",
-			                field, provider);
-		}
-	}
-	return 0;
-}
-
-/* Every name of `fields` must be a non-empty member of config, as create_connector demands. */
-static int
-config_complete(json_object *config, json_object *fields, const char *provider,
-                struct sl_err *err)
-{
-	char field[sizeof(err->field)];
-	size_t i, n = json_object_array_length(fields);
-
-	for (i = 0; i < n; i++) {
-		const char *name = json_object_get_string(json_object_array_get_idx(fields, i));
-		json_object *v = member(config, name);
-
-		if (!v || (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0)) {
-			snprintf(field, sizeof(field), "config.%s", name);
-			return api_fail(err, 422, field, "%s is required for %s connectors", field, provider);
+		if (!v || (json_object_is_type(v, json_type_string) &&
+		           json_object_get_string_len(v) == 0)) {
+			snprintf(field, n, "%s%s", prefix, name);
+			return 1;
 		}
 	}
 	return 0;
@@ -487,26 +394,61 @@ api_connector_list(struct api_ctx *c, struct sl_err *err)
 {
 	char org[32];
 	const char *params[1] = { org };
-	struct sl_db *db;
-	PGresult *res = NULL;
-	int rc;
 
 	snprintf(org, sizeof(org), "%lld", c->org_id);
-	rc = api_db(c, &db, err);
-	if (rc)
-		goto out;
-	rc = sl_db_query(db, &res,
-	                 "SELECT json_build_object('connectors',"
-	                 "           coalesce(json_agg(" CONNECTOR_JSON " ORDER BY c.created_at, c.id),"
-	                 "                    '[]'::json))::text AS doc"
-	                 "  FROM sluice.connector c"
-	                 " WHERE c.org_id = $1::bigint AND c.deleted_at IS NULL",
-	                 1, params, err);
-	if (rc)
-		goto out;
-	rc = api_respond_text(c->resp, 200, sl_pg_get(res, 0, "doc"), err);
-out:
-	PQclear(res);
+	return api_respond_query(c, 200, NULL,
+	                         "SELECT json_build_object('connectors',"
+	                         "           coalesce(json_agg(" CONNECTOR_JSON
+	                         "                             ORDER BY c.created_at, c.id),"
+	                         "                    '[]'::json))::text AS doc"
+	                         "  FROM sluice.connector c"
+	                         " WHERE c.org_id = $1::bigint AND c.deleted_at IS NULL",
+	                         1, params, err);
+}
+
+/* ---- what the mutating calls share ----------------------------------------------- */
+
+/* The optional members config and credentials of a body, each checked; NULL when absent. */
+static int
+check_config_and_credentials(json_object *body, json_object **config, json_object **creds,
+                             struct sl_err *err)
+{
+	int rc = 0;
+
+	*config = member(body, "config");
+	*creds = member(body, "credentials");
+	if (*config)
+		rc = check_config(*config, err);
+	if (!rc && *creds)
+		rc = check_credentials(*creds, err);
+	return rc;
+}
+
+/* Connectors that connect through the OAuth code flow take no credentials: 422 when given. */
+static int
+refuse_oauth_credentials(const struct provider *p, json_object *creds, struct sl_err *err)
+{
+	if (creds && !strcmp(p->auth_kind, "oauth2_code"))
+		return api_fail(err, 422, "credentials", "%s connectors take no credentials: they "
+		                "connect through POST /api/v1/connectors/oauth/initiate", p->name);
+	return 0;
+}
+
+/*
+ * The end of a change to connector id that answers with the connector: its
+ * audit row (action, outcome ok, status, c->target, detail), the connector
+ * as it is now, and COMMIT (api_tx_commit_audited).
+ */
+static int
+commit_change(struct api_ctx *c, const char *action, int status, const char *id,
+              json_object *detail, struct sl_err *err)
+{
+	int rc = api_audit_one(c, action, "ok", status, c->target, detail, err);
+
+	if (!rc)
+		rc = api_connector_respond(c, id, status, err);
+	if (!rc)
+		rc = api_tx_commit_audited(c, err);
 	return rc;
 }
 
@@ -526,17 +468,17 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 	struct sl_cred_env env;
 	struct sl_db *db = NULL;
 	PGresult *res = NULL;
-	char type[TYPE_MAX + 1], org[32], actor[40], id[37];
+	char type[TYPE_MAX + 1], org[32], actor[40], id[37], field[sizeof(err->field)];
 	const char *s, *label, *direction = NULL, *params[5];
 	size_t i;
-	int present, in_tx = 0, rc;
+	int present, rc;
 
 	memset(&prov, 0, sizeof(prov));
-	rc = parse_object(c, &body, err);
+	rc = api_body_object(c->req, &body, err);
 	if (rc)
 		goto out;
-	rc = known_fields(body, create_fields, "a connector has type, label, direction, config "
-	                  "and credentials", err);
+	rc = api_body_known_fields(body, create_fields, "a connector has type, label, direction, "
+	                           "config and credentials", err);
 	if (rc)
 		goto out;
 
@@ -557,18 +499,9 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 		rc = api_fail(err, 422, "direction", "field direction must be source or destination");
 		goto out;
 	}
-	config = member(body, "config");
-	if (config) {
-		rc = check_config(config, err);
-		if (rc)
-			goto out;
-	}
-	creds = member(body, "credentials");
-	if (creds) {
-		rc = check_credentials(creds, err);
-		if (rc)
-			goto out;
-	}
+	rc = check_config_and_credentials(body, &config, &creds, err);
+	if (rc)
+		goto out;
 
 	rc = api_db(c, &db, err);
 	if (rc)
@@ -576,17 +509,13 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 	rc = provider_load(db, c->org_id, type, &prov, err);
 	if (rc)
 		goto out;
-	if (!strcmp(prov.auth_kind, "oauth2_code")) {
-		if (creds) {
-			rc = api_fail(err, 422, "credentials", "%s connectors take no credentials: they "
-			              "connect through POST /api/v1/connectors/oauth/initiate", prov.name);
-			goto out;
-		}
-	} else {
-		rc = credentials_complete(creds, prov.credential_fields, prov.name, err);
-		if (rc)
-			goto out;
-	}
+	rc = refuse_oauth_credentials(&prov, creds, err);
+	if (!rc && strcmp(prov.auth_kind, "oauth2_code") &&
+	    lacks_member(creds, prov.credential_fields, "credentials.", field, sizeof(field)))
+		rc = api_fail(err, 422, field, "field %s is required for %s connectors", field,
+		              prov.name);
+	if (rc)
+		goto out;
 	/* Before anything is written: without the master key no secret can be stored. */
 	if (creds) {
 		rc = api_keyring(c, &kr, err);
@@ -597,7 +526,6 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
-	in_tx = 1;
 	snprintf(org, sizeof(org), "%lld", c->org_id);
 	params[0] = org;
 	params[1] = type;
@@ -646,23 +574,11 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 		json_object_object_add(detail, "direction", json_object_new_string(direction));
 	json_object_object_add(detail, "config", member_names(config, ""));
 	json_object_object_add(detail, "credentials", member_names(creds, ""));
-	rc = api_audit_one(c, "connector.create", "ok", 201, c->target, detail, err);
-	if (rc)
-		goto out;
-	rc = api_connector_respond(c, db, id, 201, err);
-	if (rc)
-		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
-	if (rc)
-		goto out;
-	c->audited = 1;
-	(void)!api_add_header(c->resp, "Location", "/api/v1/connectors/%s", id);
+	rc = commit_change(c, "connector.create", 201, id, detail, err);
+	if (!rc)
+		(void)!api_add_header(c->resp, "Location", "/api/v1/connectors/%s", id);
 out:
-	if (rc)
-		c->resp->status = 0;
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_end(c, rc);
 	PQclear(res);
 	provider_release(&prov);
 	json_object_put(detail);
@@ -675,19 +591,13 @@ out:
 int
 api_connector_get(struct api_ctx *c, struct sl_err *err)
 {
-	struct sl_db *db;
 	char id[37];
 	int rc;
 
 	rc = path_uuid(c->id, id, err);
 	if (rc)
-		goto out;
-	rc = api_db(c, &db, err);
-	if (rc)
-		goto out;
-	rc = api_connector_respond(c, db, id, 200, err);
-out:
-	return rc;
+		return rc;
+	return api_connector_respond(c, id, 200, err);
 }
 
 /* ---- the connector a mutating call acts on ----------------------------------------- */
@@ -702,20 +612,37 @@ struct target {
 	struct provider prov;
 };
 
+/* The connector of the {id} segment (404 when it cannot name one), also as c->target. */
+static int
+target_init(struct api_ctx *c, struct target *t, struct sl_err *err)
+{
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	rc = path_uuid(c->id, t->id, err);
+	if (!rc)
+		snprintf(c->target, sizeof(c->target), "connector:%s", t->id);
+	return rc;
+}
+
 /*
- * Locks the caller's live connector `id` (FOR UPDATE, inside the open
- * transaction) and reads what the handlers need; 404 when it is not there.
+ * Begins the handler's transaction (api_tx_begin, the session into *db),
+ * locks the caller's live connector t->id in it (FOR UPDATE) and reads what
+ * the handlers need; 404 when it is not there.
  */
 static int
-lock_target(struct api_ctx *c, struct sl_db *db, struct target *t, struct sl_err *err)
+lock_target(struct api_ctx *c, struct sl_db **db, struct target *t, struct sl_err *err)
 {
 	char org[32];
 	const char *params[2] = { t->id, org };
 	PGresult *res = NULL;
 	int rc;
 
+	rc = api_tx_begin(c, db, err);
+	if (rc)
+		goto out;
 	snprintf(org, sizeof(org), "%lld", c->org_id);
-	rc = sl_db_query(db, &res,
+	rc = sl_db_query(*db, &res,
 	                 "SELECT c.type, c.label, c.status, c.status_before_disable, c.enabled,"
 	                 "       p.name, p.auth_kind,"
 	                 "       to_json(p.credential_fields)::text AS credential_fields,"
@@ -793,16 +720,14 @@ api_connector_update(struct api_ctx *c, struct sl_err *err)
 	struct sl_keyring *kr = NULL;
 	struct sl_db *db = NULL;
 	PGresult *res = NULL;
-	char org[32];
+	char org[32], field[sizeof(err->field)];
 	const char *label, *params[4];
-	int in_tx = 0, rc;
+	int rc;
 
-	memset(&t, 0, sizeof(t));
-	rc = path_uuid(c->id, t.id, err);
+	rc = target_init(c, &t, err);
 	if (rc)
 		goto out;
-	snprintf(c->target, sizeof(c->target), "connector:%s", t.id);
-	rc = parse_object(c, &body, err);
+	rc = api_body_object(c->req, &body, err);
 	if (rc)
 		goto out;
 	{
@@ -815,47 +740,38 @@ api_connector_update(struct api_ctx *c, struct sl_err *err)
 			}
 		}
 	}
-	rc = known_fields(body, update_fields, "PUT takes label, config and credentials", err);
+	rc = api_body_known_fields(body, update_fields, "PUT takes label, config and credentials",
+	                           err);
 	if (rc)
 		goto out;
 	rc = check_label(body, &label, 0, err);
 	if (rc)
 		goto out;
-	config = member(body, "config");
-	if (config) {
-		rc = check_config(config, err);
-		if (rc)
-			goto out;
-	}
-	creds = member(body, "credentials");
+	rc = check_config_and_credentials(body, &config, &creds, err);
+	if (rc)
+		goto out;
 	if (creds) {
-		rc = check_credentials(creds, err);
-		if (rc)
-			goto out;
 		rc = api_keyring(c, &kr, err);
 		if (rc)
 			goto out;
 	}
 
-	rc = api_tx_begin(c, &db, err);
+	rc = lock_target(c, &db, &t, err);
 	if (rc)
 		goto out;
-	in_tx = 1;
-	rc = lock_target(c, db, &t, err);
+	rc = refuse_oauth_credentials(&t.prov, creds, err);
 	if (rc)
 		goto out;
-	if (creds && !strcmp(t.prov.auth_kind, "oauth2_code")) {
-		rc = api_fail(err, 422, "credentials", "%s connectors take no credentials: they "
-		              "connect through POST /api/v1/connectors/oauth/initiate", t.prov.name);
-		goto out;
-	}
 	snprintf(org, sizeof(org), "%lld", c->org_id);
 	if (config) {
 		static const char *const plain[] = { NULL };
 
-		rc = config_complete(config, t.prov.config_fields, t.prov.name, err);
-		if (rc)
+		/* Worded as sluice.create_connector words it. */
+		if (lacks_member(config, t.prov.config_fields, "config.", field, sizeof(field))) {
+			rc = api_fail(err, 422, field, "%s is required for %s connectors", field,
+			              t.prov.name);
 			goto out;
+		}
 		params[0] = org;
 		params[1] = t.type;
 		params[2] = sl_json_text(config);
@@ -934,22 +850,9 @@ api_connector_update(struct api_ctx *c, struct sl_err *err)
 	json_object_object_add(detail, "credentials", member_names(creds, ""));
 	if (creds)
 		json_object_object_add(detail, "previous_status", json_object_new_string(t.status));
-	rc = api_audit_one(c, "connector.update", "ok", 200, c->target, detail, err);
-	if (rc)
-		goto out;
-	rc = api_connector_respond(c, db, t.id, 200, err);
-	if (rc)
-		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
-	if (rc)
-		goto out;
-	c->audited = 1;
+	rc = commit_change(c, "connector.update", 200, t.id, detail, err);
 out:
-	if (rc)
-		c->resp->status = 0;
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_end(c, rc);
 	PQclear(res);
 	provider_release(&t.prov);
 	json_object_put(fields);
@@ -967,18 +870,11 @@ api_connector_delete(struct api_ctx *c, struct sl_err *err)
 	struct target t;
 	struct sl_db *db = NULL;
 	const char *params[1];
-	int in_tx = 0, rc;
+	int rc;
 
-	memset(&t, 0, sizeof(t));
-	rc = path_uuid(c->id, t.id, err);
-	if (rc)
-		goto out;
-	snprintf(c->target, sizeof(c->target), "connector:%s", t.id);
-	rc = api_tx_begin(c, &db, err);
-	if (rc)
-		goto out;
-	in_tx = 1;
-	rc = lock_target(c, db, &t, err);
+	rc = target_init(c, &t, err);
+	if (!rc)
+		rc = lock_target(c, &db, &t, err);
 	if (rc)
 		goto out;
 	/* Secrets destroyed, waiting jobs cancelled, the row kept for history. */
@@ -997,16 +893,13 @@ api_connector_delete(struct api_ctx *c, struct sl_err *err)
 	rc = api_audit_one(c, "connector.delete", "ok", 204, c->target, detail, err);
 	if (rc)
 		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
+	rc = api_tx_commit_audited(c, err);
 	if (rc)
 		goto out;
-	c->audited = 1;
 	sl_buf_reset(&c->resp->body);
 	c->resp->status = 204;
 out:
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_end(c, rc);
 	provider_release(&t.prov);
 	json_object_put(detail);
 	return rc;
@@ -1023,18 +916,11 @@ set_enabled(struct api_ctx *c, int enable, struct sl_err *err)
 	PGresult *res = NULL;
 	const char *params[2];
 	const char *action = enable ? "connector.enable" : "connector.disable";
-	int in_tx = 0, changed, rc;
+	int changed, rc;
 
-	memset(&t, 0, sizeof(t));
-	rc = path_uuid(c->id, t.id, err);
-	if (rc)
-		goto out;
-	snprintf(c->target, sizeof(c->target), "connector:%s", t.id);
-	rc = api_tx_begin(c, &db, err);
-	if (rc)
-		goto out;
-	in_tx = 1;
-	rc = lock_target(c, db, &t, err);
+	rc = target_init(c, &t, err);
+	if (!rc)
+		rc = lock_target(c, &db, &t, err);
 	if (rc)
 		goto out;
 	params[0] = t.id;
@@ -1052,22 +938,9 @@ set_enabled(struct api_ctx *c, int enable, struct sl_err *err)
 	}
 	json_object_object_add(detail, "changed", json_object_new_boolean(changed));
 	json_object_object_add(detail, "previous_status", json_object_new_string(t.status));
-	rc = api_audit_one(c, action, "ok", 200, c->target, detail, err);
-	if (rc)
-		goto out;
-	rc = api_connector_respond(c, db, t.id, 200, err);
-	if (rc)
-		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
-	if (rc)
-		goto out;
-	c->audited = 1;
+	rc = commit_change(c, action, 200, t.id, detail, err);
 out:
-	if (rc)
-		c->resp->status = 0;
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_end(c, rc);
 	PQclear(res);
 	provider_release(&t.prov);
 	json_object_put(detail);

@@ -33,18 +33,6 @@
 
 /* ---- query strings (api.h) ------------------------------------------------------ */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes n bytes of s into a new string; NULL with *bad set when malformed. */
 static char *
 decode(const char *s, size_t n, int *bad)
@@ -59,8 +47,8 @@ decode(const char *s, size_t n, int *bad)
 		if (s[i] == '+') {
 			out[o++] = ' ';
 		} else if (s[i] == '%') {
-			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+			int hi = i + 2 < n ? sl_hex_digit(s[i + 1]) : -1;
+			int lo = i + 2 < n ? sl_hex_digit(s[i + 2]) : -1;
 
 			/* %00 would cut the value short in C: refused like a malformed escape. */
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
@@ -194,33 +182,22 @@ out:
 	return rc;
 }
 
-/* Runs a page query whose one column "doc" is the whole answer. */
+/* Answers with a page query ($1 org, $2 after, $3 limit) whose one column "doc" is the answer. */
 static int
 page(struct api_ctx *c, const char *sql, struct sl_err *err)
 {
 	char org[32], after_s[32], limit_s[32];
 	const char *params[3] = { org, after_s, limit_s };
 	long long after, limit;
-	struct sl_db *db;
-	PGresult *res = NULL;
 	int rc;
 
 	rc = page_params(c->req->query, &after, &limit, err);
 	if (rc)
-		goto out;
+		return rc;
 	snprintf(org, sizeof(org), "%lld", c->org_id);
 	snprintf(after_s, sizeof(after_s), "%lld", after);
 	snprintf(limit_s, sizeof(limit_s), "%lld", limit);
-	rc = api_db(c, &db, err);
-	if (rc)
-		goto out;
-	rc = sl_db_query(db, &res, sql, 3, params, err);
-	if (rc)
-		goto out;
-	rc = api_respond_text(c->resp, 200, sl_pg_get(res, 0, "doc"), err);
-out:
-	PQclear(res);
-	return rc;
+	return api_respond_query(c, 200, NULL, sql, 3, params, err);
 }
 
 /* ---- the handlers ---------------------------------------------------------------- */
@@ -239,36 +216,17 @@ api_event_list(struct api_ctx *c, struct sl_err *err)
 int
 api_event_get(struct api_ctx *c, struct sl_err *err)
 {
-	char org[32], id[32];
-	const char *params[2] = { id, org };
-	struct sl_db *db;
-	PGresult *res = NULL;
-	long long n;
+	char id[API_ID_TEXT];
 	int rc;
 
-	rc = api_path_id(c->id, "event", &n, err);
+	rc = api_path_id(c->id, "event", id, err);
 	if (rc)
-		goto out;
-	snprintf(id, sizeof(id), "%lld", n);
-	snprintf(org, sizeof(org), "%lld", c->org_id);
-	rc = api_db(c, &db, err);
-	if (rc)
-		goto out;
-	rc = sl_db_query(db, &res,
-	                 "SELECT json_build_object('event', " EVENT_JSON ")::text AS doc"
-	                 "  FROM sluice.event e WHERE e.id = $1::bigint AND e.org_id = $2::bigint",
-	                 2, params, err);
-	if (rc)
-		goto out;
-	if (PQntuples(res) != 1) {
-		/* Another org's event is exactly as absent as one that never was. */
-		rc = api_fail(err, 404, NULL, "no such event");
-		goto out;
-	}
-	rc = api_respond_text(c->resp, 200, sl_pg_get(res, 0, "doc"), err);
-out:
-	PQclear(res);
-	return rc;
+		return rc;
+	return api_respond_by_id(c, 200, "event",
+	                         "SELECT json_build_object('event', " EVENT_JSON ")::text AS doc"
+	                         "  FROM sluice.event e"
+	                         " WHERE e.id = $1::bigint AND e.org_id = $2::bigint",
+	                         id, err);
 }
 
 int

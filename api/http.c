@@ -150,6 +150,47 @@ out:
 	return rc;
 }
 
+int
+api_body_json(const struct api_request *req, json_object **out, struct sl_err *err)
+{
+	int rc = sl_json_parse(req->body.data, req->body.len, out, err);
+
+	if (rc == SL_EINVAL)
+		err->http_status = 400;
+	return rc;
+}
+
+int
+api_body_object(const struct api_request *req, json_object **out, struct sl_err *err)
+{
+	int rc = api_body_json(req, out, err);
+
+	if (rc)
+		return rc;
+	if (!json_object_is_type(*out, json_type_object)) {
+		json_object_put(*out);
+		*out = NULL;
+		return api_fail(err, 422, NULL, "the request body must be a JSON object");
+	}
+	return 0;
+}
+
+int
+api_body_known_fields(json_object *body, const char *const *known, const char *what,
+                      struct sl_err *err)
+{
+	json_object_object_foreach(body, key, val) {
+		const char *const *k;
+
+		(void)val;
+		for (k = known; *k && strcmp(*k, key); k++)
+			;
+		if (!*k)
+			return api_fail(err, 422, key, "field %.60s is not known (%s)", key, what);
+	}
+	return 0;
+}
+
 void
 api_response_init(struct api_response *resp)
 {

@@ -62,6 +62,27 @@ void api_request_release(struct api_request *req);
 int api_read_body(struct api_request *req, struct sl_err *err)
 	__attribute__((warn_unused_result));
 
+/*
+ * Parses the body api_read_body() read into *out (the caller's:
+ * json_object_put).  Not JSON: SL_EINVAL with err->http_status 400; or
+ * SL_ENOMEM / SL_ETOOLARGE.  On error *out is NULL.
+ */
+int api_body_json(const struct api_request *req, json_object **out, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
+/* api_body_json() for a body that must be a JSON object: any other JSON is 422. */
+int api_body_object(const struct api_request *req, json_object **out, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
+/*
+ * Refuses members of the object body that are not in `known` (NULL-
+ * terminated): a misspelt field must not quietly vanish.  422 naming the
+ * first unknown member as the field, with the message "field NAME is not
+ * known (<what>)"; what says which fields there are.
+ */
+int api_body_known_fields(json_object *body, const char *const *known, const char *what,
+                          struct sl_err *err) __attribute__((warn_unused_result));
+
 void api_response_init(struct api_response *resp);
 void api_response_release(struct api_response *resp);
 

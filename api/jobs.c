@@ -15,15 +15,16 @@
 /* A timestamp as RFC 3339 in UTC with microseconds, whatever the session's TimeZone. */
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-/* One row of the sluice.jobs view (alias j) as the API shows a job. */
-#define JOB_JSON                                                                        \
+/* One row of the sluice.jobs view (alias j) as the API shows a job: JSON, and as text. */
+#define JOB_OBJECT                                                                      \
 	"json_build_object('id', j.id, 'kind', j.kind, 'state', j.state,"               \
 	" 'priority', j.priority, 'payload', j.payload, 'attempts', j.attempts,"        \
 	" 'max_attempts', j.max_attempts, 'run_at', " TS("j.run_at") ","                \
 	" 'created_at', " TS("j.created_at") ", 'started_at', " TS("j.started_at") "," \
 	" 'finished_at', " TS("j.finished_at") ", 'result', j.result,"                  \
 	" 'last_error', j.last_error, 'errors', j.errors, 'dedupe_key', j.dedupe_key,"  \
-	" 'connector_id', j.connector_id)::text"
+	" 'connector_id', j.connector_id)"
+#define JOB_JSON JOB_OBJECT "::text"
 
 /* Room for a bigint[] or boolean[] literal of SL_MAX_BATCH_JOBS elements. */
 #define ARRAY_TEXT_MAX ((size_t)SL_MAX_BATCH_JOBS * 21 + 16)
@@ -114,16 +115,13 @@ api_job_create(struct api_ctx *c, struct sl_err *err)
 	PGresult *res = NULL;
 	long long first_id = 0;
 	size_t n = 0;
-	int batch = 0, created = 0, status, in_tx = 0, row, rc;
+	int batch = 0, created = 0, status, row, rc;
 
 	sl_buf_init(&ids, ARRAY_TEXT_MAX);
 	sl_buf_init(&dedups, ARRAY_TEXT_MAX);
-	rc = sl_json_parse(c->req->body.data, c->req->body.len, &body, err);
-	if (rc) {
-		if (rc == SL_EINVAL)
-			err->http_status = 400;
+	rc = api_body_json(c->req, &body, err);
+	if (rc)
 		goto out;
-	}
 	/* Every field is checked before the database sees any of them. */
 	rc = api_jobs_check(body, &batch, &n, err);
 	if (rc)
@@ -132,7 +130,6 @@ api_job_create(struct api_ctx *c, struct sl_err *err)
 	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
-	in_tx = 1;
 
 	/*
 	 * The body goes to sluice.enqueue_many as the client sent it, so that
@@ -262,16 +259,13 @@ api_job_create(struct api_ctx *c, struct sl_err *err)
 	rc = api_respond_json(c->resp, status, answer, err);
 	if (rc)
 		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
+	rc = api_tx_commit_audited(c, err);
 	if (rc)
 		goto out;
-	c->audited = 1;
 	if (!batch && created)
 		(void)!api_add_header(c->resp, "Location", "/api/v1/jobs/%lld", first_id);
 out:
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_end(c, rc);
 	PQclear(res);
 	json_object_put(job);
 	json_object_put(list);
@@ -283,88 +277,51 @@ out:
 	return rc;
 }
 
-/* The job `id` of the caller's org as {"job": …}; 404 when it has none by that id. */
+/*
+ * Answers `status` with the job `id` of the caller's org as {"job": …}, read
+ * in the open transaction, if any; 404 when the org has none by that id.
+ */
 static int
-answer_job(struct api_ctx *c, struct sl_db *db, const char *id, int status, struct sl_err *err)
+answer_job(struct api_ctx *c, const char *id, int status, struct sl_err *err)
 {
-	json_object *answer = NULL, *job = NULL;
-	char org[32];
-	const char *params[2] = { id, org };
-	PGresult *res = NULL;
-	int rc;
-
-	snprintf(org, sizeof(org), "%lld", c->org_id);
-	rc = sl_db_query(db, &res,
-	                 "SELECT " JOB_JSON " AS job FROM sluice.jobs j"
-	                 " WHERE j.id = $1::bigint AND j.org_id = $2::bigint",
-	                 2, params, err);
-	if (rc)
-		goto out;
-	if (PQntuples(res) == 0) {
-		/* Another org's job is exactly as absent as one that never was. */
-		rc = api_fail(err, 404, NULL, "no such job");
-		goto out;
-	}
-	rc = job_from_row(res, 0, "job", &job, err);
-	if (rc)
-		goto out;
-	answer = json_object_new_object();
-	if (!answer) {
-		rc = sl_err_set(err, SL_ENOMEM, SL_RETRY_NO, "out of memory");
-		goto out;
-	}
-	json_object_object_add(answer, "job", job);
-	job = NULL;
-	rc = api_respond_json(c->resp, status, answer, err);
-out:
-	PQclear(res);
-	json_object_put(job);
-	json_object_put(answer);
-	return rc;
+	return api_respond_by_id(c, status, "job",
+	                         "SELECT json_build_object('job', " JOB_OBJECT ")::text AS doc"
+	                         "  FROM sluice.jobs j"
+	                         " WHERE j.id = $1::bigint AND j.org_id = $2::bigint",
+	                         id, err);
 }
 
 int
 api_job_get(struct api_ctx *c, struct sl_err *err)
 {
-	struct sl_db *db;
-	char id[32];
-	long long n;
+	char id[API_ID_TEXT];
 	int rc;
 
-	rc = api_path_id(c->id, "job", &n, err);
+	rc = api_path_id(c->id, "job", id, err);
 	if (rc)
-		goto out;
-	snprintf(id, sizeof(id), "%lld", n);
-	rc = api_db(c, &db, err);
-	if (rc)
-		goto out;
-	rc = answer_job(c, db, id, 200, err);
-out:
-	return rc;
+		return rc;
+	return answer_job(c, id, 200, err);
 }
 
 int
 api_job_cancel(struct api_ctx *c, struct sl_err *err)
 {
 	json_object *detail = NULL;
-	char id[32], org[32], reason[96], state[16];
+	char id[API_ID_TEXT], org[32], reason[96], state[16];
 	const char *params[2] = { id, org };
 	struct sl_db *db = NULL;
 	PGresult *res = NULL;
-	long long n;
-	int rc, in_tx = 0;
+	int rc;
 
-	rc = api_path_id(c->id, "job", &n, err);
+	rc = api_path_id(c->id, "job", id, err);
 	if (rc)
 		goto out;
-	snprintf(id, sizeof(id), "%lld", n);
 	snprintf(org, sizeof(org), "%lld", c->org_id);
-	snprintf(c->target, sizeof(c->target), "job:%lld", n);
+	snprintf(c->target, sizeof(c->target), "job:%s", id);
 
 	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
-	in_tx = 1;
 
 	/*
 	 * Lock the live job if it is the caller's: from here to COMMIT no worker
@@ -409,7 +366,7 @@ api_job_cancel(struct api_ctx *c, struct sl_err *err)
 		goto out;
 	}
 
-	rc = answer_job(c, db, id, 200, err);
+	rc = answer_job(c, id, 200, err);
 	if (rc)
 		goto out;
 	detail = json_object_new_object();
@@ -421,16 +378,9 @@ api_job_cancel(struct api_ctx *c, struct sl_err *err)
 	rc = api_audit_one(c, "job.cancel", "ok", 200, c->target, detail, err);
 	if (rc)
 		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
-	if (rc)
-		goto out;
-	c->audited = 1;
+	rc = api_tx_commit_audited(c, err);
 out:
-	if (rc)
-		c->resp->status = 0;
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_end(c, rc);
 	PQclear(res);
 	json_object_put(detail);
 	return rc;

@@ -340,35 +340,17 @@ api_oauth_initiate(struct api_ctx *c, struct sl_err *err)
 	const char *s, *callback, *label, *ret, *params[8], *scopes[SCOPES_MAX];
 	char *client_id = NULL, *client_secret = NULL;
 	size_t i, n_scopes;
-	int allowed, in_tx = 0, rc;
+	int allowed, rc;
 
 	memset(&ep, 0, sizeof(ep));
 	sl_buf_init(&url, URL_BUF_MAX);
-	rc = sl_json_parse(c->req->body.data, c->req->body.len, &body, err);
-	if (rc) {
-		if (rc == SL_EINVAL)
-			err->http_status = 400;
+	rc = api_body_object(c->req, &body, err);
+	if (rc)
 		goto out;
-	}
-	if (!json_object_is_type(body, json_type_object)) {
-		rc = api_fail(err, 422, NULL, "the request body must be a JSON object");
+	rc = api_body_known_fields(body, initiate_fields, "initiate takes connector_type, "
+	                           "callback_url, connector_id, label and return_url", err);
+	if (rc)
 		goto out;
-	}
-	{
-		json_object_object_foreach(body, key, val) {
-			const char *const *k;
-
-			(void)val;
-			for (k = initiate_fields; *k && strcmp(*k, key); k++)
-				;
-			if (!*k) {
-				rc = api_fail(err, 422, key, "field %.60s is not known (initiate takes "
-				              "connector_type, callback_url, connector_id, label and return_url)",
-				              key);
-				goto out;
-			}
-		}
-	}
 	rc = get_str(body, "connector_type", TYPE_MAX, 1, &s, err);
 	if (rc)
 		goto out;
@@ -484,7 +466,6 @@ api_oauth_initiate(struct api_ctx *c, struct sl_err *err)
 	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
-	in_tx = 1;
 	params[0] = hash;
 	params[1] = org;
 	params[2] = type;
@@ -527,16 +508,9 @@ api_oauth_initiate(struct api_ctx *c, struct sl_err *err)
 	rc = api_respond_json(c->resp, 200, answer, err);
 	if (rc)
 		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
-	if (rc)
-		goto out;
-	c->audited = 1;
+	rc = api_tx_commit_audited(c, err);
 out:
-	if (rc)
-		c->resp->status = 0;
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_end(c, rc);
 	PQclear(res);
 	sl_credential_free(client_id);
 	sl_credential_free(client_secret);
@@ -565,7 +539,7 @@ take_state(struct api_ctx *c, const char *state, long long only_org, struct flow
 	const char *problem, *v;
 	struct sl_db *db = NULL;
 	PGresult *res = NULL;
-	int in_tx = 0, rc;
+	int rc;
 
 	memset(f, 0, sizeof(*f));
 	if (!state_shape(state)) {
@@ -576,7 +550,6 @@ take_state(struct api_ctx *c, const char *state, long long only_org, struct flow
 	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
-	in_tx = 1;
 	rc = sl_db_query(db, &res,
 	                 "SELECT s.org_id, s.actor FROM sluice.oauth_state s"
 	                 " WHERE s.state_hash = $1::bytea FOR UPDATE",
@@ -615,8 +588,7 @@ take_state(struct api_ctx *c, const char *state, long long only_org, struct flow
 	snprintf(f->label, sizeof(f->label), "%s", (v = sl_pg_get(res, 0, "label")) ? v : "");
 	problem = sl_pg_get(res, 0, "problem");
 	/* Spent, whatever comes next (single use even if the rest fails). */
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
+	rc = api_tx_commit(c, err);
 	if (rc)
 		goto out;
 	if (f->connector_id[0])
@@ -628,8 +600,7 @@ take_state(struct api_ctx *c, const char *state, long long only_org, struct flow
 	else if (problem)
 		rc = api_fail(err, 422, "state", "state is unknown");
 out:
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_rollback(c);
 	PQclear(res);
 	return rc;
 }
@@ -699,7 +670,7 @@ complete(struct api_ctx *c, struct sl_keyring *kr, const struct flow *f, const c
 	char verifier[44], target[64];
 	const char *params[5], *account_id, *account_name;
 	char *client_id = NULL, *client_secret = NULL;
-	int in_tx = 0, rc;
+	int rc;
 
 	memset(&ep, 0, sizeof(ep));
 	memset(&tok, 0, sizeof(tok));
@@ -768,7 +739,6 @@ complete(struct api_ctx *c, struct sl_keyring *kr, const struct flow *f, const c
 	rc = api_tx_begin(c, &db, err);
 	if (rc)
 		goto out;
-	in_tx = 1;
 	if (f->connector_id[0]) {
 		params[0] = f->connector_id;
 		params[1] = f->org;
@@ -832,14 +802,12 @@ complete(struct api_ctx *c, struct sl_keyring *kr, const struct flow *f, const c
 	rc = audit_as(c, db, f->org_id, actor, "ok", 200, target, detail, err);
 	if (rc)
 		goto out;
-	rc = api_tx_commit(db, err);
-	in_tx = 0;
+	rc = api_tx_commit(c, err);
 	if (rc)
 		goto out;
 	o->error[0] = '\0';
 out:
-	if (in_tx)
-		api_tx_rollback(db);
+	api_tx_rollback(c);
 	PQclear(res);
 	sl_oauth_token_release(&tok);
 	sl_credential_free(client_id);
@@ -892,30 +860,12 @@ api_oauth_callback(struct api_ctx *c, struct sl_err *err)
 
 	memset(&o, 0, sizeof(o));
 	memset(&f, 0, sizeof(f));
-	rc = sl_json_parse(c->req->body.data, c->req->body.len, &body, err);
-	if (rc) {
-		if (rc == SL_EINVAL)
-			err->http_status = 400;
+	rc = api_body_object(c->req, &body, err);
+	if (rc)
 		goto out;
-	}
-	if (!json_object_is_type(body, json_type_object)) {
-		rc = api_fail(err, 422, NULL, "the request body must be a JSON object");
+	rc = api_body_known_fields(body, fields, "the callback takes code and state", err);
+	if (rc)
 		goto out;
-	}
-	{
-		json_object_object_foreach(body, key, val) {
-			const char *const *k;
-
-			(void)val;
-			for (k = fields; *k && strcmp(*k, key); k++)
-				;
-			if (!*k) {
-				rc = api_fail(err, 422, key, "field %.60s is not known (the callback takes "
-				              "code and state)", key);
-				goto out;
-			}
-		}
-	}
 	rc = get_str(body, "code", CODE_MAX, 1, &code, err);
 	if (!rc && !*code)
 		rc = api_fail(err, 422, "code", "field code must not be empty");

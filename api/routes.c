@@ -183,8 +183,7 @@ out:
 	if (!rc)
 		return;
 	/* A handler that failed inside its transaction has rolled it back; make sure. */
-	if (c->db && PQtransactionStatus(sl_db_conn(c->db)) != PQTRANS_IDLE)
-		api_tx_rollback(c->db);
+	api_tx_rollback(c);
 	if (route && route->action && c->key_id && !c->audited)
 		audit_refusal(c, route, &err);
 	if (err.code == SL_EDB || err.code == SL_ECONN || err.code == SL_EINTERNAL ||

@@ -1,9 +1,12 @@
-/* session.c — the request's database session, its transactions, and path ids. */
+/* session.c — the request's database session, its transactions, answers the database builds, and path ids. */
 #include "api/session.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "api/http.h"
+#include "common/json.h"
 #include "common/str.h"
 
 int
@@ -32,23 +35,104 @@ api_tx_begin(struct api_ctx *c, struct sl_db **out, struct sl_err *err)
 }
 
 int
-api_tx_commit(struct sl_db *db, struct sl_err *err)
+api_tx_commit(struct api_ctx *c, struct sl_err *err)
 {
-	return sl_db_exec(db, "COMMIT", 0, NULL, err);
-}
-
-void
-api_tx_rollback(struct sl_db *db)
-{
-	if (sl_db_ok(db))
-		(void)!sl_db_exec(db, "ROLLBACK", 0, NULL, NULL);
+	return sl_db_exec(c->db, "COMMIT", 0, NULL, err);
 }
 
 int
-api_path_id(const char *segment, const char *what, long long *out, struct sl_err *err)
+api_tx_commit_audited(struct api_ctx *c, struct sl_err *err)
 {
+	int rc = api_tx_commit(c, err);
+
+	if (!rc)
+		c->audited = 1;
+	return rc;
+}
+
+void
+api_tx_rollback(struct api_ctx *c)
+{
+	if (sl_db_ok(c->db) && PQtransactionStatus(sl_db_conn(c->db)) != PQTRANS_IDLE)
+		(void)!sl_db_exec(c->db, "ROLLBACK", 0, NULL, NULL);
+}
+
+void
+api_tx_end(struct api_ctx *c, int rc)
+{
+	if (rc)
+		c->resp->status = 0;
+	api_tx_rollback(c);
+}
+
+/* Sets the answer to `status` with json_text, a JSON document, as the body. */
+static int
+respond_text(struct api_response *resp, int status, const char *json_text, struct sl_err *err)
+{
+	json_object *doc = NULL;
+	int rc;
+
+	if (!json_text) {
+		rc = sl_err_set(err, SL_EINTERNAL, SL_RETRY_NO, "the database built no answer");
+		goto out;
+	}
+	/* Parsed and written again: compact like every other answer (numbers keep their text). */
+	rc = sl_json_parse(json_text, strlen(json_text), &doc, err);
+	if (rc) {
+		err->code = rc = SL_EINTERNAL;
+		goto out;
+	}
+	rc = api_respond_json(resp, status, doc, err);
+out:
+	json_object_put(doc);
+	return rc;
+}
+
+int
+api_respond_query(struct api_ctx *c, int status, const char *what, const char *sql,
+                  int nparams, const char *const *params, struct sl_err *err)
+{
+	struct sl_db *db;
+	PGresult *res = NULL;
+	int rc;
+
+	c->resp->status = 0;
+	rc = api_db(c, &db, err);
+	if (rc)
+		goto out;
+	rc = sl_db_query(db, &res, sql, nparams, params, err);
+	if (rc)
+		goto out;
+	if (PQntuples(res) != 1 && what) {
+		rc = api_fail(err, 404, NULL, "no such %s", what);
+		goto out;
+	}
+	rc = respond_text(c->resp, status, sl_pg_get(res, 0, "doc"), err);
+out:
+	PQclear(res);
+	return rc;
+}
+
+int
+api_respond_by_id(struct api_ctx *c, int status, const char *what, const char *sql,
+                  const char *id, struct sl_err *err)
+{
+	char org[32];
+	const char *params[2] = { id, org };
+
+	snprintf(org, sizeof(org), "%lld", c->org_id);
+	return api_respond_query(c, status, what, sql, 2, params, err);
+}
+
+int
+api_path_id(const char *segment, const char *what, char id[API_ID_TEXT], struct sl_err *err)
+{
+	long long n;
+
+	id[0] = '\0';
 	/* A name that cannot be an id names nothing: 404, like an id nobody has. */
-	if (!segment || sl_parse_ll(segment, 1, INT64_MAX, out))
+	if (!segment || sl_parse_ll(segment, 1, INT64_MAX, &n))
 		return api_fail(err, 404, NULL, "no such %s", what);
+	snprintf(id, API_ID_TEXT, "%lld", n);
 	return 0;
 }

@@ -151,18 +151,6 @@ append(char *dst, size_t size, const char *s)
 
 /* ---- master keys ------------------------------------------------------------ */
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Standard or URL-safe base64 alphabet; -1 for anything else. */
 static int
 b64val(int c)
@@ -235,7 +223,7 @@ parse_master(const char *text, unsigned char key[KEY_LEN], struct sl_err *err)
 	len = (size_t)(e - s);
 	if (len == 2 * KEY_LEN) {
 		for (i = 0; i < KEY_LEN; i++) {
-			int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+			int hi = sl_hex_digit((unsigned char)s[2 * i]), lo = sl_hex_digit((unsigned char)s[2 * i + 1]);
 
 			if (hi < 0 || lo < 0)
 				break;
@@ -585,12 +573,36 @@ out:
 	return rc;
 }
 
-/* Makes the first data key, unless another process just did (DESIGN 3). */
+/* key wrapped under kr's master key, as a bytea parameter into *hex (sl_free it). */
 static int
-create_first_key(struct sl_keyring *kr, struct sl_db *db, int *id, struct sl_err *err)
+wrapped_param(const struct sl_keyring *kr, const unsigned char key[KEY_LEN], char **hex,
+              struct sl_err *err)
 {
-	unsigned char key[KEY_LEN], wrapped[WRAPPED_LEN];
+	unsigned char wrapped[WRAPPED_LEN];
+	int rc;
+
+	*hex = NULL;
+	rc = wrap_key(kr, key, wrapped, err);
+	if (rc)
+		return rc;
+	*hex = sl_bytea_param(wrapped, sizeof(wrapped));
+	return *hex ? 0 : sl_err_set(err, SL_ENOMEM, SL_RETRY_BACKOFF, "out of memory");
+}
+
+/*
+ * Makes a random data key, wraps it and hands it to `sql` ($1 the master
+ * key id, $2 the wrapped key), which answers a key id in column "id" (fn
+ * names that function in the error).  With `cache` the new key is that id's
+ * and joins the cache (sluice.add_data_key); without, it is only wiped, as
+ * the id may be another process's key (sluice.ensure_data_key, DESIGN 3).
+ */
+static int
+new_data_key(struct sl_keyring *kr, struct sl_db *db, const char *sql, const char *fn,
+             int cache, int *id, struct sl_err *err)
+{
+	unsigned char key[KEY_LEN];
 	const char *params[2] = { kr->master_id, NULL };
+	const struct data_key *dk;
 	char *hex = NULL;
 	PGresult *res = NULL;
 	long long v;
@@ -599,30 +611,37 @@ create_first_key(struct sl_keyring *kr, struct sl_db *db, int *id, struct sl_err
 	rc = sl_random_bytes(key, sizeof(key), err);
 	if (rc)
 		goto out;
-	rc = wrap_key(kr, key, wrapped, err);
+	rc = wrapped_param(kr, key, &hex, err);
 	if (rc)
 		goto out;
-	hex = sl_bytea_param(wrapped, sizeof(wrapped));
-	if (!hex) {
-		rc = sl_err_set(err, SL_ENOMEM, SL_RETRY_BACKOFF, "out of memory");
-		goto out;
-	}
 	params[1] = hex;
-	rc = sl_db_query(db, &res, "SELECT sluice.ensure_data_key($1, $2::bytea) AS id", 2, params,
-	                 err);
+	rc = sl_db_query(db, &res, sql, 2, params, err);
 	if (rc)
 		goto out;
 	if (!sl_pg_get(res, 0, "id") || sl_parse_ll(sl_pg_get(res, 0, "id"), 1, INT_MAX, &v)) {
-		rc = sl_err_set(err, SL_EINTERNAL, SL_RETRY_NO, "sluice.ensure_data_key returned no key");
+		rc = sl_err_set(err, SL_EINTERNAL, SL_RETRY_NO, "%s returned no key", fn);
 		goto out;
 	}
 	*id = (int)v;
-	sl_log_info("data key ready", SLF_I("key_id", v), SLF_S("master_key_id", kr->master_id),
-	            SLF_END);
+	if (cache)
+		rc = cache_add(kr, *id, key, &dk, err);
 out:
 	OPENSSL_cleanse(key, sizeof(key));
 	sl_free(hex);
 	PQclear(res);
+	return rc;
+}
+
+/* Makes the first data key, unless another process just did (DESIGN 3). */
+static int
+create_first_key(struct sl_keyring *kr, struct sl_db *db, int *id, struct sl_err *err)
+{
+	int rc = new_data_key(kr, db, "SELECT sluice.ensure_data_key($1, $2::bytea) AS id",
+	                      "sluice.ensure_data_key", 0, id, err);
+
+	if (!rc)
+		sl_log_info("data key ready", SLF_I("key_id", *id),
+		            SLF_S("master_key_id", kr->master_id), SLF_END);
 	return rc;
 }
 
@@ -852,7 +871,7 @@ sl_bytea_parse(const char *text, struct sl_buf *out, struct sl_err *err)
 	if (len % 2)
 		return sl_err_set(err, SL_EINVAL, SL_RETRY_NO, "bytea hex has an odd number of digits");
 	for (i = 0; i < len; i += 2) {
-		int hi = hexval((unsigned char)text[i]), lo = hexval((unsigned char)text[i + 1]);
+		int hi = sl_hex_digit((unsigned char)text[i]), lo = sl_hex_digit((unsigned char)text[i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return sl_err_set(err, SL_EINVAL, SL_RETRY_NO, "bytea hex has a non-hex digit");
@@ -965,12 +984,20 @@ out:
 	return rc;
 }
 
-/* One batch of credentials under other keys than `to`; *taken counts rows. */
+/* The tables whose sealed secrets a rotation moves (DESIGN 4). */
+enum sealed_table { SEALED_CREDENTIALS, SEALED_OAUTH_CLIENTS };
+
+/*
+ * One batch of the table's secrets under other keys than `to` (rows other
+ * transactions hold are skipped), opened and sealed again under `to`;
+ * *taken counts rows.
+ */
 static int
-move_credentials(struct sl_keyring *kr, struct sl_db *db, const struct data_key *to, int limit,
-                 int *taken, struct sl_rotate_stats *st, struct sl_err *err)
+move_sealed(struct sl_keyring *kr, struct sl_db *db, const struct data_key *to,
+            enum sealed_table table, int limit, int *taken, struct sl_rotate_stats *st,
+            struct sl_err *err)
 {
-	char kid[16], lim[16], aad[64];
+	char kid[16], lim[16], aad[128], what[160];
 	const char *params[2] = { kid, lim };
 	struct sl_sealed s = { 0 };
 	PGresult *res = NULL;
@@ -978,68 +1005,45 @@ move_credentials(struct sl_keyring *kr, struct sl_db *db, const struct data_key 
 
 	snprintf(kid, sizeof(kid), "%d", to->id);
 	snprintf(lim, sizeof(lim), "%d", limit);
-	rc = sl_db_query(db, &res, "SELECT connector_id, version, key_id, nonce, ciphertext"
-	                 " FROM sluice.credential WHERE key_id <> $1::integer"
-	                 " LIMIT $2::integer FOR UPDATE SKIP LOCKED", 2, params, err);
+	if (table == SEALED_CREDENTIALS)
+		rc = sl_db_query(db, &res, "SELECT connector_id, version, key_id, nonce, ciphertext"
+		                 " FROM sluice.credential WHERE key_id <> $1::integer"
+		                 " LIMIT $2::integer FOR UPDATE SKIP LOCKED", 2, params, err);
+	else
+		rc = sl_db_query(db, &res, "SELECT org_id, type, key_id, nonce, ciphertext"
+		                 " FROM sluice.oauth_client WHERE key_id <> $1::integer"
+		                 " LIMIT $2::integer FOR UPDATE SKIP LOCKED", 2, params, err);
 	if (rc)
 		goto out;
 	*taken = PQntuples(res);
 	for (i = 0; i < *taken; i++) {
-		const char *id = sl_pg_get(res, i, "connector_id");
+		/* The row's names, its associated data, and the version-checked write back. */
+		const char *a, *b, *old_nonce = NULL, *write;
 
-		snprintf(aad, sizeof(aad), "connector:%s", id);
+		if (table == SEALED_CREDENTIALS) {
+			a = sl_pg_get(res, i, "connector_id");
+			b = sl_pg_get(res, i, "version");
+			snprintf(aad, sizeof(aad), "connector:%s", a);
+			snprintf(what, sizeof(what), "the credential of connector %s", a);
+			write = "SELECT sluice.reencrypt_credential($1::uuid, $2::bigint,"
+			        " $3::integer, $4::bytea, $5::bytea)";
+		} else {
+			a = sl_pg_get(res, i, "org_id");
+			b = sl_pg_get(res, i, "type");
+			old_nonce = sl_pg_get(res, i, "nonce");
+			snprintf(aad, sizeof(aad), "oauth_client:%s:%s", a, b);
+			snprintf(what, sizeof(what), "the OAuth client secret of org %s, type %s",
+			         a, b);
+			write = "SELECT sluice.reencrypt_oauth_client($1::bigint, $2,"
+			        " $3::bytea, $4::integer, $5::bytea, $6::bytea)";
+		}
 		rc = reseal(kr, db, to, aad, sl_pg_get(res, i, "key_id"), sl_pg_get(res, i, "nonce"),
 		            sl_pg_get(res, i, "ciphertext"), &s, err);
 		if (rc) {
-			reframe(err, "cannot re-encrypt the credential of connector %s", id);
+			reframe(err, "cannot re-encrypt %s", what);
 			goto out;
 		}
-		rc = write_resealed(db, "SELECT sluice.reencrypt_credential($1::uuid, $2::bigint,"
-		                    " $3::integer, $4::bytea, $5::bytea)", id,
-		                    sl_pg_get(res, i, "version"), NULL, &s, st, err);
-		sl_sealed_release(&s);
-		if (rc)
-			goto out;
-	}
-out:
-	sl_sealed_release(&s);
-	PQclear(res);
-	return rc;
-}
-
-/* The same for OAuth client secrets. */
-static int
-move_oauth_clients(struct sl_keyring *kr, struct sl_db *db, const struct data_key *to, int limit,
-                   int *taken, struct sl_rotate_stats *st, struct sl_err *err)
-{
-	char kid[16], lim[16], aad[128], what[128];
-	const char *params[2] = { kid, lim };
-	struct sl_sealed s = { 0 };
-	PGresult *res = NULL;
-	int rc, i;
-
-	snprintf(kid, sizeof(kid), "%d", to->id);
-	snprintf(lim, sizeof(lim), "%d", limit);
-	rc = sl_db_query(db, &res, "SELECT org_id, type, key_id, nonce, ciphertext"
-	                 " FROM sluice.oauth_client WHERE key_id <> $1::integer"
-	                 " LIMIT $2::integer FOR UPDATE SKIP LOCKED", 2, params, err);
-	if (rc)
-		goto out;
-	*taken = PQntuples(res);
-	for (i = 0; i < *taken; i++) {
-		const char *org = sl_pg_get(res, i, "org_id"), *type = sl_pg_get(res, i, "type");
-
-		snprintf(aad, sizeof(aad), "oauth_client:%s:%s", org, type);
-		rc = reseal(kr, db, to, aad, sl_pg_get(res, i, "key_id"), sl_pg_get(res, i, "nonce"),
-		            sl_pg_get(res, i, "ciphertext"), &s, err);
-		if (rc) {
-			snprintf(what, sizeof(what), "org %s, type %s", org, type);
-			reframe(err, "cannot re-encrypt the OAuth client secret of %s", what);
-			goto out;
-		}
-		rc = write_resealed(db, "SELECT sluice.reencrypt_oauth_client($1::bigint, $2,"
-		                    " $3::bytea, $4::integer, $5::bytea, $6::bytea)", org, type,
-		                    sl_pg_get(res, i, "nonce"), &s, st, err);
+		rc = write_resealed(db, write, a, b, old_nonce, &s, st, err);
 		sl_sealed_release(&s);
 		if (rc)
 			goto out;
@@ -1085,11 +1089,11 @@ rotate_round(struct sl_keyring *kr, struct sl_db *db, int batch, int *taken,
 	if (rc)
 		goto out;
 	st->new_key_id = to->id;
-	rc = move_credentials(kr, db, to, batch, &creds, st, err);
+	rc = move_sealed(kr, db, to, SEALED_CREDENTIALS, batch, &creds, st, err);
 	if (rc)
 		goto out;
 	if (creds < batch) {
-		rc = move_oauth_clients(kr, db, to, batch - creds, &apps, st, err);
+		rc = move_sealed(kr, db, to, SEALED_OAUTH_CLIENTS, batch - creds, &apps, st, err);
 		if (rc)
 			goto out;
 	}
@@ -1125,46 +1129,6 @@ now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Makes the new current key (DESIGN 4) and caches it. */
-static int
-add_key(struct sl_keyring *kr, struct sl_db *db, int *id, struct sl_err *err)
-{
-	unsigned char key[KEY_LEN], wrapped[WRAPPED_LEN];
-	const char *params[2] = { kr->master_id, NULL };
-	const struct data_key *dk;
-	char *hex = NULL;
-	PGresult *res = NULL;
-	long long v;
-	int rc;
-
-	rc = sl_random_bytes(key, sizeof(key), err);
-	if (rc)
-		goto out;
-	rc = wrap_key(kr, key, wrapped, err);
-	if (rc)
-		goto out;
-	hex = sl_bytea_param(wrapped, sizeof(wrapped));
-	if (!hex) {
-		rc = sl_err_set(err, SL_ENOMEM, SL_RETRY_BACKOFF, "out of memory");
-		goto out;
-	}
-	params[1] = hex;
-	rc = sl_db_query(db, &res, "SELECT sluice.add_data_key($1, $2::bytea)", 2, params, err);
-	if (rc)
-		goto out;
-	if (PQntuples(res) != 1 || sl_parse_ll(PQgetvalue(res, 0, 0), 1, INT_MAX, &v)) {
-		rc = sl_err_set(err, SL_EINTERNAL, SL_RETRY_NO, "sluice.add_data_key returned no key");
-		goto out;
-	}
-	*id = (int)v;
-	rc = cache_add(kr, *id, key, &dk, err);
-out:
-	OPENSSL_cleanse(key, sizeof(key));
-	sl_free(hex);
-	PQclear(res);
-	return rc;
-}
-
 int
 sl_keys_rotate(struct sl_keyring *kr, struct sl_db *db, int batch,
                struct sl_rotate_stats *stats, struct sl_err *err)
@@ -1195,7 +1159,9 @@ sl_keys_rotate(struct sl_keyring *kr, struct sl_db *db, int batch,
 	rc = current_key(kr, db, &cur, err);
 	if (rc)
 		goto out;
-	rc = add_key(kr, db, &stats->new_key_id, err);
+	/* The new current key (DESIGN 4), cached. */
+	rc = new_data_key(kr, db, "SELECT sluice.add_data_key($1, $2::bytea) AS id",
+	                  "sluice.add_data_key", 1, &stats->new_key_id, err);
 	if (rc)
 		goto out;
 	sl_log_info("data key rotation started", SLF_I("key_id", stats->new_key_id),
@@ -1278,7 +1244,6 @@ static int
 rewrap_one(struct sl_keyring *kr, struct sl_keyring *new_kr, struct sl_db *db, int id,
            const char *master_id, const char *wrapped_text, struct sl_err *err)
 {
-	unsigned char wrapped[WRAPPED_LEN];
 	const struct data_key *dk = cache_find(kr, id);
 	char sid[16], *hex = NULL;
 	const char *params[4] = { sid, kr->master_id, new_kr->master_id, NULL };
@@ -1289,14 +1254,9 @@ rewrap_one(struct sl_keyring *kr, struct sl_keyring *new_kr, struct sl_db *db, i
 		rc = unwrap_row(kr, id, master_id, wrapped_text, &dk, err);
 	if (rc)
 		goto out;
-	rc = wrap_key(new_kr, dk->key, wrapped, err);
+	rc = wrapped_param(new_kr, dk->key, &hex, err);
 	if (rc)
 		goto out;
-	hex = sl_bytea_param(wrapped, sizeof(wrapped));
-	if (!hex) {
-		rc = sl_err_set(err, SL_ENOMEM, SL_RETRY_BACKOFF, "out of memory");
-		goto out;
-	}
 	snprintf(sid, sizeof(sid), "%d", id);
 	params[3] = hex;
 	rc = sl_db_query(db, &res, "SELECT sluice.rewrap_data_key($1::integer, $2, $3, $4::bytea)",

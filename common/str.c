@@ -94,6 +94,18 @@ sl_strlcpy(char *dst, const char *src, size_t n)
 	return len;
 }
 
+int
+sl_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 void
 sl_hex(const unsigned char *in, size_t n, char *out)
 {

@@ -28,6 +28,9 @@ size_t sl_strlcpy(char *dst, const char *src, size_t n);
 /* Lower-case hex of n bytes into out, which must hold 2n + 1 bytes. */
 void sl_hex(const unsigned char *in, size_t n, char *out);
 
+/* The value of one hex digit (either case), or -1 when c is not one. */
+int sl_hex_digit(int c);
+
 /*
  * Whether n bytes are well-formed UTF-8 (RFC 3629): no overlong forms, no
  * UTF-16 surrogates, nothing past U+10FFFF.

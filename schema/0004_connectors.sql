@@ -360,41 +360,9 @@ $$;
 
 -- ---- connector status ------------------------------------------------------
 
--- Holds a connector's waiting jobs until it is connected again (DESIGN 2).
-CREATE FUNCTION sluice.hold_connector_jobs(p_connector uuid, p_reason text)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    n integer;
-BEGIN
-    UPDATE sluice.job SET run_at = sluice.held_run_at(), hold_reason = left(p_reason, 500)
-     WHERE connector_id = p_connector AND state <> 'running';
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-
--- Makes a connector's held jobs runnable now, and wakes sleeping workers:
--- those hold_connector_jobs() held, and those a worker postponed because it
--- found the connector waiting (their hold_reason says so, in the same words).
-CREATE FUNCTION sluice.release_connector_jobs(p_connector uuid)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    n integer;
-BEGIN
-    PERFORM pg_advisory_xact_lock_shared(sluice.wake_lock_key());
-    WITH u AS (
-        UPDATE sluice.job SET run_at = clock_timestamp(), hold_reason = NULL
-         WHERE connector_id = p_connector AND state <> 'running'
-           AND (run_at = sluice.held_run_at()
-                OR hold_reason LIKE format('connector %s is %%', p_connector))
-        RETURNING org_id, priority),
-    lanes AS (INSERT INTO sluice.job_lane (org_id, priority)
-              SELECT DISTINCT org_id, priority FROM u ON CONFLICT DO NOTHING)
-    SELECT count(*) INTO n FROM u;
-    IF n > 0 THEN
-        PERFORM sluice.wake_workers(clock_timestamp());
-    END IF;
-    RETURN n;
-END $$;
+-- Holding and releasing a connector's jobs (hold_connector_jobs,
+-- release_connector_jobs) are in 0006_rate_limits.sql: they also close and
+-- open the rate-limit gate of the jobs that wait at one.
 
 -- The one way a connector's status changes (DESIGN 2).  Returns whether it
 -- changed.  Entering reauth_required or disabled holds the connector's jobs;
@@ -520,21 +488,8 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- Retires every retiring key that no secret uses any more: its bytes are
--- destroyed.  Returns how many were retired.
-CREATE FUNCTION sluice.retire_unused_data_keys()
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    n integer;
-BEGIN
-    LOCK TABLE sluice.data_key IN SHARE ROW EXCLUSIVE MODE;
-    UPDATE sluice.data_key k SET state = 'retired', wrapped = NULL, retired_at = now()
-     WHERE k.state = 'retiring'
-       AND NOT EXISTS (SELECT 1 FROM sluice.credential c WHERE c.key_id = k.id)
-       AND NOT EXISTS (SELECT 1 FROM sluice.oauth_client o WHERE o.key_id = k.id);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
+-- Retiring keys no secret uses any more are destroyed by
+-- sluice.retire_unused_data_keys() (0005_keys.sql).
 
 -- Where each key stands: how many secrets it still encrypts.
 CREATE VIEW sluice.data_keys AS

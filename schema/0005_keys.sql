@@ -81,11 +81,10 @@ CREATE TRIGGER oauth_client_check_data_key
     FOR EACH ROW EXECUTE FUNCTION sluice.check_data_key();
 
 -- Retires every retiring key that no secret uses any more: its bytes are
--- destroyed.  Returns how many were retired.  (Replaces the version of 0004,
--- which could retire a key a concurrent writer was about to commit a row
--- under: DESIGN 2.)  Call it outside an explicit transaction, or in one at
--- READ COMMITTED.
-CREATE OR REPLACE FUNCTION sluice.retire_unused_data_keys()
+-- destroyed.  Returns how many were retired.  It never retires a key a
+-- concurrent writer is about to commit a row under (DESIGN 2).  Call it
+-- outside an explicit transaction, or in one at READ COMMITTED.
+CREATE FUNCTION sluice.retire_unused_data_keys()
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     n integer;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -120,7 +121,14 @@ t_exec(PGconn *c, const char *sql)
 long long
 t_int(PGconn *c, const char *sql)
 {
-	PGresult *r = t_query(c, sql, 0, NULL);
+	return t_int_p(c, sql, NULL, NULL);
+}
+
+long long
+t_int_p(PGconn *c, const char *sql, const char *p1, const char *p2)
+{
+	const char *params[2] = { p1, p2 };
+	PGresult *r = t_query(c, sql, p2 ? 2 : p1 ? 1 : 0, params);
 	char *end;
 	long long v;
 
@@ -134,10 +142,50 @@ t_int(PGconn *c, const char *sql)
 	return v;
 }
 
+/* The statement printf makes of fmt and ap, into sql[size]; fails the test when cut short. */
+static void
+t_vsql(char *sql, size_t size, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(sql, size, fmt, ap);
+
+	ck_assert_msg(n >= 0 && (size_t)n < size, "statement too long: %s", fmt);
+}
+
+long long
+t_intf(PGconn *c, const char *fmt, ...)
+{
+	char sql[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	t_vsql(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	return t_int(c, sql);
+}
+
+void
+t_execf(PGconn *c, const char *fmt, ...)
+{
+	char sql[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	t_vsql(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	t_exec(c, sql);
+}
+
 void
 t_text(PGconn *c, const char *sql, char *out, size_t size)
 {
-	PGresult *r = t_query(c, sql, 0, NULL);
+	t_text_p(c, sql, NULL, NULL, out, size);
+}
+
+void
+t_text_p(PGconn *c, const char *sql, const char *p1, const char *p2, char *out, size_t size)
+{
+	const char *params[2] = { p1, p2 };
+	PGresult *r = t_query(c, sql, p2 ? 2 : p1 ? 1 : 0, params);
 
 	ck_assert_msg(PQntuples(r) == 1, "expected one row from: %s", sql);
 	snprintf(out, size, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
@@ -160,6 +208,21 @@ t_wait_until(PGconn *c, const char *sql, long timeout_ms)
 			return 0;
 		usleep(20 * 1000);
 	}
+}
+
+int
+t_wait_until_log(PGconn *c, const char *sql, long timeout_ms, const char *log_path)
+{
+	int ok = t_wait_until(c, sql, timeout_ms);
+
+	if (!ok) {
+		char *log = t_slurp(log_path);
+
+		fprintf(stderr, "condition not met in %ld ms: %s\nworker log:\n%s\n", timeout_ms,
+		        sql, log ? log : "(none)");
+		free(log);
+	}
+	return ok;
 }
 
 long long
@@ -251,15 +314,27 @@ t_sh(const char *cmd, char *out, size_t size)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int
+t_ctl(const char *url, char *out, size_t size, const char *fmt, ...)
+{
+	char args[1024], cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "'%s' --database '%s' %s", t_ctl_bin, url, args);
+	return t_sh(cmd, out, size);
+}
+
 long long
 t_key(const char *url, long long org, const char *scope, char *key)
 {
-	char cmd[1024], out[512], *line;
+	char out[512], *line;
 	long long id = 0;
 
-	snprintf(cmd, sizeof(cmd), "'%s' --database '%s' key create --org %lld --name test-%s"
-	         " --scope %s", t_ctl_bin, url, org, scope, scope);
-	ck_assert_int_eq(t_sh(cmd, out, sizeof(out)), 0);
+	ck_assert_int_eq(t_ctl(url, out, sizeof(out), "key create --org %lld --name test-%s"
+	                       " --scope %s", org, scope, scope), 0);
 	/* stderr's notice ("shown once") may come first: find the stdout lines. */
 	line = strstr(out, "key id ");
 	ck_assert_msg(line && sscanf(line, "key id %lld", &id) == 1, "no key id in: %s", out);
@@ -319,6 +394,20 @@ t_run(Suite *s)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? 1 : 0;
+}
+
+void
+t_connector(PGconn *c, long long org, const char *type, const char *config, char *id)
+{
+	char o[24];
+	const char *params[] = { o, type, config ? config : "{}" };
+	PGresult *r;
+
+	snprintf(o, sizeof(o), "%lld", org);
+	r = t_query(c, "SELECT sluice.create_connector($1::bigint, $2, 'test', NULL, $3::jsonb)", 3,
+	            params);
+	snprintf(id, 37, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
 }
 
 void
@@ -416,42 +505,32 @@ t_in_path(const char *prog)
 	return 0;
 }
 
-void
-t_oauth_start(struct t_oauth *o)
+/*
+ * Runs `node tests/<script> 0 [arg]` with extra environment NAME=value
+ * strings (may be NULL), dying with this process, and waits for it to print
+ * {"port":N}.  Fills f or fails the test.
+ */
+static void
+node_start(struct t_fake *f, const char *script, const char *arg, const char *const *env)
 {
-	char script[1024], modules[1024], line[256];
-	unsigned char rnd[8];
+	char path[1024], line[256];
 	size_t len = 0;
 	long long deadline;
 	pid_t parent = getpid();
-	int out[2], fd, i;
+	int out[2], fd;
 
-	memset(o, 0, sizeof(*o));
-	snprintf(script, sizeof(script), "%s/tests/oauth_server/server.js", t_source_dir);
-	snprintf(modules, sizeof(modules), "%s/tests/oauth_server/node_modules/oauth2-mock-server"
-	         "/package.json", t_source_dir);
-	ck_assert_msg(t_in_path("node"), "node is not installed: the OAuth tests need Node.js "
+	memset(f, 0, sizeof(*f));
+	snprintf(path, sizeof(path), "%s/tests/%s", t_source_dir, script);
+	ck_assert_msg(t_in_path("node"), "node is not installed: the tests' fakes need Node.js "
 	              "(tools/sluice test installs it; or apt-get install nodejs npm)");
-	ck_assert_msg(access(modules, R_OK) == 0, "%s/tests/oauth_server/node_modules is missing: "
-	              "run `npm ci` there (tools/sluice test does it)", t_source_dir);
-
-	/* A fresh secret per start, with the characters client_secret_basic must encode. */
-	fd = open("/dev/urandom", O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(read(fd, rnd, sizeof(rnd)), (int)sizeof(rnd));
-	close(fd);
-	snprintf(o->client_id, sizeof(o->client_id), "sluice-test-client");
-	len = (size_t)snprintf(o->client_secret, sizeof(o->client_secret), "s3c:r+t/%%");
-	for (i = 0; i < (int)sizeof(rnd); i++)
-		len += (size_t)snprintf(o->client_secret + len, sizeof(o->client_secret) - len, "%02x",
-		                        rnd[i]);
-
 	ck_assert_int_eq(pipe(out), 0);
 	fcntl(out[0], F_SETFD, FD_CLOEXEC);
 	fcntl(out[1], F_SETFD, FD_CLOEXEC);
-	o->pid = fork();
-	ck_assert_msg(o->pid >= 0, "fork: %s", strerror(errno));
-	if (o->pid == 0) {
+	f->pid = fork();
+	ck_assert_msg(f->pid >= 0, "fork: %s", strerror(errno));
+	if (f->pid == 0) {
+		size_t i;
+
 		/* Die with the test, even one killed by Check's timeout. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
@@ -460,16 +539,15 @@ t_oauth_start(struct t_oauth *o)
 		fd = open("/dev/null", O_RDONLY);
 		if (fd >= 0)
 			dup2(fd, STDIN_FILENO);
-		setenv("OAUTH_CLIENT_ID", o->client_id, 1);
-		setenv("OAUTH_CLIENT_SECRET", o->client_secret, 1);
-		execlp("node", "node", script, "0", (char *)NULL);
+		for (i = 0; env && env[i]; i++)
+			putenv((char *)env[i]);
+		execlp("node", "node", path, "0", arg, (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);
 
 	/* Await the line {"port":N}: a condition with a deadline. */
 	deadline = t_now_ms() + 30000;
-	len = 0;
 	while (!memchr(line, '\n', len) && len < sizeof(line) - 1) {
 		struct pollfd p = { .fd = out[0], .events = POLLIN };
 		long long left = deadline - t_now_ms();
@@ -484,14 +562,89 @@ t_oauth_start(struct t_oauth *o)
 	}
 	line[len] = '\0';
 	close(out[0]);
-	if (sscanf(line, "{\"port\":%d}", &o->port) != 1 || o->port <= 0) {
-		int st = t_stop(o->pid, SIGKILL);
+	if (sscanf(line, "{\"port\":%d}", &f->port) != 1 || f->port <= 0) {
+		int st = t_stop(f->pid, SIGKILL);
 
-		o->pid = 0;
-		ck_abort_msg("the OAuth server (node %s) did not start (exit status %d; its stderr "
-		             "is above)", script, st);
+		f->pid = 0;
+		ck_abort_msg("node %s did not start (exit status %d; its stderr is above)", path, st);
 	}
-	snprintf(o->url, sizeof(o->url), "http://127.0.0.1:%d", o->port);
+	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d", f->port);
+}
+
+void
+t_fake_start(struct t_fake *f, const char *script, const char *arg)
+{
+	node_start(f, script, arg, NULL);
+}
+
+void
+t_fake_stop(struct t_fake *f)
+{
+	if (f->pid > 0)
+		t_stop(f->pid, SIGTERM);
+	f->pid = 0;
+}
+
+json_object *
+t_fake_get(struct t_fake *f, const char *path)
+{
+	struct t_reply r;
+	char url[512];
+	json_object *doc;
+
+	snprintf(url, sizeof(url), "%s%s", f->url, path);
+	ck_assert_int_eq(t_http("GET", url, NULL, &r), 200);
+	doc = json_tokener_parse(r.body);
+	ck_assert_msg(doc != NULL && r.len < sizeof(r.body) - 1, "GET %s: not JSON, or over %zu bytes:"
+	              " %.200s", path, sizeof(r.body) - 1, r.body);
+	return doc;
+}
+
+void
+t_fake_post(struct t_fake *f, const char *path, const char *json)
+{
+	struct t_reply r;
+	char url[512];
+	long st;
+
+	snprintf(url, sizeof(url), "%s%s", f->url, path);
+	st = t_http("POST", url, json, &r);
+	ck_assert_msg(st == 200, "POST %s %s: HTTP %ld %s", path, json ? json : "{}", st, r.body);
+}
+
+void
+t_oauth_start(struct t_oauth *o)
+{
+	char modules[1024], id_env[96], secret_env[96];
+	const char *env[] = { id_env, secret_env, NULL };
+	unsigned char rnd[8];
+	struct t_fake f;
+	size_t len;
+	int fd, i;
+
+	memset(o, 0, sizeof(*o));
+	snprintf(modules, sizeof(modules), "%s/tests/oauth_server/node_modules/oauth2-mock-server"
+	         "/package.json", t_source_dir);
+	ck_assert_msg(access(modules, R_OK) == 0, "%s/tests/oauth_server/node_modules is missing: "
+	              "run `npm ci` there (tools/sluice test does it)", t_source_dir);
+
+	/* A fresh secret per start, with the characters client_secret_basic must encode. */
+	fd = open("/dev/urandom", O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, rnd, sizeof(rnd)), (int)sizeof(rnd));
+	close(fd);
+	snprintf(o->client_id, sizeof(o->client_id), "sluice-test-client");
+	len = (size_t)snprintf(o->client_secret, sizeof(o->client_secret), "s3c:r+t/%%");
+	for (i = 0; i < (int)sizeof(rnd); i++)
+		len += (size_t)snprintf(o->client_secret + len, sizeof(o->client_secret) - len, "%02x",
+		                        rnd[i]);
+	snprintf(id_env, sizeof(id_env), "OAUTH_CLIENT_ID=%s", o->client_id);
+	snprintf(secret_env, sizeof(secret_env), "OAUTH_CLIENT_SECRET=%s", o->client_secret);
+
+	node_start(&f, "oauth_server/server.js", NULL, env);
+	o->pid = f.pid;
+	o->port = f.port;
+	snprintf(o->url, sizeof(o->url), "%s", f.url);
 }
 
 void

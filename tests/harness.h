@@ -5,6 +5,7 @@
 #include <check.h>
 #include <libpq-fe.h>
 #include <sys/types.h>
+#include <json-c/json.h>
 
 /*
  * The CTest fixture (pg_cluster.sh) runs one PostgreSQL per test run, with a
@@ -28,8 +29,22 @@ void t_exec(PGconn *c, const char *sql);
 /* The single value sql returns, as a long long (fails the test if NULL or not a number). */
 long long t_int(PGconn *c, const char *sql);
 
+/* t_int() of sql with text parameters $1 = p1 and $2 = p2 (NULL p2, or both: fewer). */
+long long t_int_p(PGconn *c, const char *sql, const char *p1, const char *p2);
+
+/*
+ * t_int() and t_exec() of the statement printf makes of fmt and its
+ * arguments: for values the test itself chose (ids, numbers), never for
+ * text from outside.  Fail the test when it does not fit in 4 KiB.
+ */
+long long t_intf(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void t_execf(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* The single value sql returns as text, copied into out (empty for NULL). */
 void t_text(PGconn *c, const char *sql, char *out, size_t size);
+
+/* t_text() of sql with text parameters, as t_int_p. */
+void t_text_p(PGconn *c, const char *sql, const char *p1, const char *p2, char *out, size_t size);
 
 /*
  * Polls the boolean query sql until it is true or timeout_ms pass.  Returns 1
@@ -37,6 +52,13 @@ void t_text(PGconn *c, const char *sql, char *out, size_t size);
  * sleeping to synchronise.
  */
 int t_wait_until(PGconn *c, const char *sql, long timeout_ms);
+
+/*
+ * t_wait_until(), and when the condition was not met in time, prints to
+ * stderr what was awaited and the file log_path (the workers' stderr, see
+ * t_worker_start), so that a failing test says why.  Returns as t_wait_until.
+ */
+int t_wait_until_log(PGconn *c, const char *sql, long timeout_ms, const char *log_path);
 
 /* Creates an org and returns its id. */
 long long t_org(PGconn *c, const char *name);
@@ -59,6 +81,13 @@ int t_wait_exit(pid_t pid, long timeout_ms);
  * in out.  Returns its exit status (-1 if it did not exit).
  */
 int t_sh(const char *cmd, char *out, size_t size);
+
+/*
+ * Runs `sluicectl --database URL <args>` through t_sh, args made by printf
+ * from fmt (a shell word list).  Returns as t_sh, the output in out.
+ */
+int t_ctl(const char *url, char *out, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /*
  * Creates an API key the way an operator does (sluicectl key create) for org
@@ -89,8 +118,38 @@ extern const char *t_worker_bin, *t_api_bin, *t_ctl_bin, *t_source_dir, *t_build
 #define T_MASTER_KEY "6c8f3b2a1d9e4f7a0b5c6d8e9f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c"
 void t_use_master_key(void);
 
+/* A connector of org (sluice.create_connector, label "test", config JSON or NULL); its id into id[37]. */
+void t_connector(PGconn *c, long long org, const char *type, const char *config, char *id);
+
 /* Runs the suite built by make_suite with CK_FORK; returns the process exit code. */
 int t_run(Suite *s);
+
+/* ---- Fakes of outside systems (tests/fake_api and others) ----------------
+ *
+ * A Node.js script under tests/ (no npm packages), run on a free loopback
+ * port.  tests/fake_api/server.js is the generic one: bearer-authenticated
+ * GETs counted per fixed window, with fault switches (see its header).
+ */
+struct t_fake {
+	pid_t pid;
+	int   port;
+	char  url[64];             /* http://127.0.0.1:PORT, no trailing slash */
+};
+
+/*
+ * Starts `node tests/<script> 0 [arg]` (arg may be NULL), waits for it to
+ * listen, and fails the test if it does not.  It dies with this process.
+ */
+void t_fake_start(struct t_fake *f, const char *script, const char *arg);
+
+/* Stops it (SIGTERM, then waits).  Safe to call twice. */
+void t_fake_stop(struct t_fake *f);
+
+/* GET path: the JSON answer (json_object_put it); fails the test unless 200 and JSON. */
+json_object *t_fake_get(struct t_fake *f, const char *path);
+
+/* POST json (NULL: {}) to path; fails the test unless it answers 200. */
+void t_fake_post(struct t_fake *f, const char *path, const char *json);
 
 /* ---- The OAuth 2.0 authorization server (tests/oauth_server) -------------
  *

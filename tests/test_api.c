@@ -18,256 +18,40 @@
 #include "common/buf.h"
 #include "common/crypto.h"
 #include "common/str.h"
+#include "tests/api_client.h"
 #include "tests/harness.h"
 
 /* ---- running the CGI program ------------------------------------------ */
-
-/*
- * One request to the built sluice-api, the way a web server makes it
- * (RFC 3875): meta-variables in a clean environment, the body on stdin.
- * NULL members take the defaults noted.
- */
-struct req {
-	const char *method;          /* required */
-	const char *path;            /* PATH_INFO; required */
-	const char *key;             /* sent as "Bearer <key>"; NULL: no Authorization */
-	const char *authorization;   /* the raw header instead of key */
-	const char *body;            /* NULL: no body */
-	size_t      body_len;        /* 0: strlen(body) */
-	const char *content_type;    /* default application/json when there is a body; "" none */
-	const char *content_length;  /* default the body's length when there is one; "" none */
-	const char *request_id;      /* X-Request-Id to send */
-	const char *db_url;          /* default the test database; "" unset */
-	const char *log_level;       /* SLUICE_LOG_LEVEL; default info */
-};
-
-/* What came back. */
-struct resp {
-	int          status;         /* from the Status header (CGI: absent means 200) */
-	char        *out;            /* all of stdout */
-	char        *headers;        /* the header block, NUL-terminated */
-	const char  *body;           /* into out */
-	json_object *json;           /* the body parsed, when it is JSON */
-	char        *log;            /* all of stderr */
-};
 
 static char url[256];            /* this test's database */
 static PGconn *db;
 static long long org_a, org_b;
 static char key_a_write[64], key_a_read[64], key_a_admin[64], key_b_write[64];
 static long long kid_a_write, kid_a_read, kid_b_write;
-static struct resp R;            /* the last answer (freed by resp_clear / teardown) */
+static struct t_api_resp R;      /* the last answer (freed by t_api_call / teardown) */
 
+/*
+ * Runs sluice-api on rq (tests/api_client.h) against this test's database
+ * unless rq->db_url says otherwise ("" none); the answer lands in R.
+ */
 static void
-resp_clear(struct resp *r)
+call(const struct t_api_req *rq)
 {
-	free(r->out);
-	free(r->headers);
-	free(r->log);
-	json_object_put(r->json);
-	memset(r, 0, sizeof(*r));
-}
+	struct t_api_req r = *rq;
 
-static char *
-read_fd(int fd)
-{
-	size_t cap = 65536, len = 0;
-	char *buf = malloc(cap);
-	ssize_t n;
-
-	ck_assert_ptr_nonnull(buf);
-	lseek(fd, 0, SEEK_SET);
-	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
-		len += (size_t)n;
-		if (cap - len < 2) {
-			cap *= 2;
-			buf = realloc(buf, cap);
-			ck_assert_ptr_nonnull(buf);
-		}
-	}
-	buf[len] = '\0';
-	return buf;
-}
-
-static int
-temp_fd(void)
-{
-	char path[] = "/tmp/sl-api-test-XXXXXX";
-	int fd = mkstemp(path);
-
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	return fd;
-}
-
-/* The value of header `name` in r (case-insensitive), copied; "" when absent. */
-static const char *
-hdr(const struct resp *r, const char *name)
-{
-	static char value[1024];
-	const char *p = r->headers;
-	size_t n = strlen(name);
-
-	value[0] = '\0';
-	while (p && *p) {
-		const char *eol = strstr(p, "\r\n");
-		size_t len = eol ? (size_t)(eol - p) : strlen(p);
-
-		if (len > n && !strncasecmp(p, name, n) && p[n] == ':') {
-			const char *v = p + n + 1;
-
-			while (*v == ' ')
-				v++;
-			snprintf(value, sizeof(value), "%.*s", (int)(len - (size_t)(v - p)), v);
-			return value;
-		}
-		p = eol ? eol + 2 : p + len;
-	}
-	return value;
-}
-
-static void
-add_env(char **env, size_t *n, char (*store)[2048], const char *name, const char *value)
-{
-	snprintf(store[*n], sizeof(store[*n]), "%s=%s", name, value);
-	env[*n] = store[*n];
-	(*n)++;
-	env[*n] = NULL;
-}
-
-/* Runs sluice-api on rq; the answer lands in R.  The process must exit 0 (and clean under ASan). */
-static void
-call(const struct req *rq)
-{
-	static const char *const pass[] = { "PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS" };
-	static char store[24][2048];
-	char *env[25], len[32];
-	size_t n = 0, i, body_len = rq->body ? (rq->body_len ? rq->body_len : strlen(rq->body)) : 0;
-	int in = temp_fd(), out = temp_fd(), err = temp_fd(), code;
-	const char *db_url = rq->db_url ? rq->db_url : url;
-	char *sep;
-	pid_t pid;
-
-	resp_clear(&R);
-	env[0] = NULL;
-	for (i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
-		if (getenv(pass[i]))
-			add_env(env, &n, store, pass[i], getenv(pass[i]));
-	}
-	add_env(env, &n, store, "GATEWAY_INTERFACE", "CGI/1.1");
-	add_env(env, &n, store, "SERVER_PROTOCOL", "HTTP/1.1");
-	add_env(env, &n, store, "SERVER_SOFTWARE", "test_api");
-	add_env(env, &n, store, "REMOTE_ADDR", "127.0.0.1");
-	add_env(env, &n, store, "REQUEST_METHOD", rq->method);
-	add_env(env, &n, store, "PATH_INFO", rq->path);
-	add_env(env, &n, store, "QUERY_STRING", "");
-	add_env(env, &n, store, "SLUICE_LOG_LEVEL", rq->log_level ? rq->log_level : "info");
-	if (*db_url)
-		add_env(env, &n, store, "DATABASE_URL", db_url);
-	if (rq->authorization) {
-		add_env(env, &n, store, "HTTP_AUTHORIZATION", rq->authorization);
-	} else if (rq->key) {
-		char auth[128];
-
-		snprintf(auth, sizeof(auth), "Bearer %s", rq->key);
-		add_env(env, &n, store, "HTTP_AUTHORIZATION", auth);
-	}
-	if (rq->request_id)
-		add_env(env, &n, store, "HTTP_X_REQUEST_ID", rq->request_id);
-	if (rq->body || rq->content_type) {
-		const char *ct = rq->content_type ? rq->content_type : "application/json";
-
-		if (*ct)
-			add_env(env, &n, store, "CONTENT_TYPE", ct);
-	}
-	snprintf(len, sizeof(len), "%zu", body_len);
-	if (rq->content_length) {
-		if (*rq->content_length)
-			add_env(env, &n, store, "CONTENT_LENGTH", rq->content_length);
-	} else if (rq->body) {
-		add_env(env, &n, store, "CONTENT_LENGTH", len);
-	}
-	if (body_len)
-		ck_assert_int_eq(write(in, rq->body, body_len), (ssize_t)body_len);
-	lseek(in, 0, SEEK_SET);
-
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		char *argv[] = { (char *)"sluice-api", NULL };
-
-		dup2(in, STDIN_FILENO);
-		dup2(out, STDOUT_FILENO);
-		dup2(err, STDERR_FILENO);
-		execve(t_api_bin, argv, env);
-		_exit(127);
-	}
-	code = t_wait_exit(pid, 60000);
-	R.out = read_fd(out);
-	R.log = read_fd(err);
-	close(in);
-	close(out);
-	close(err);
-	ck_assert_msg(code == 0, "sluice-api exited with %d; stderr:\n%s", code, R.log);
-
-	sep = strstr(R.out, "\r\n\r\n");
-	ck_assert_msg(sep != NULL, "no header block in:\n%s", R.out);
-	R.headers = strndup(R.out, (size_t)(sep - R.out) + 2);
-	R.body = sep + 4;
-	R.status = 200;
-	if (*hdr(&R, "Status")) {
-		long long st;
-
-		ck_assert_msg(sl_parse_lln(hdr(&R, "Status"), 3, 100, 599, &st) == 0, "bad Status: %s",
-		              hdr(&R, "Status"));
-		R.status = (int)st;
-	}
-	/* The program says how long its body is; it must be right (HEAD: no body at all). */
-	{
-		long long clen;
-
-		ck_assert_int_eq(sl_parse_ll(hdr(&R, "Content-Length"), 0, 1LL << 40, &clen), 0);
-		if (!strcmp(rq->method, "HEAD"))
-			ck_assert_str_eq(R.body, "");
-		else
-			ck_assert_int_eq(clen, (long long)strlen(R.body));
-	}
-	if (sl_starts_with(hdr(&R, "Content-Type"), "application/json") && *R.body) {
-		R.json = json_tokener_parse(R.body);
-		ck_assert_msg(R.json != NULL, "not JSON: %s", R.body);
-	}
+	if (!r.db_url)
+		r.db_url = url;
+	t_api_call(&r, &R);
 }
 
 /* Shorthands. */
 static void
 call_simple(const char *method, const char *path, const char *key, const char *body)
 {
-	call(&(struct req){ .method = method, .path = path, .key = key, .body = body });
+	call(&(struct t_api_req){ .method = method, .path = path, .key = key, .body = body });
 }
 
 /* ---- JSON and row helpers --------------------------------------------- */
-
-/* The member at a dotted path ("job.payload.x", "jobs.2.id"); NULL when absent. */
-static json_object *
-jget(json_object *o, const char *path)
-{
-	char part[128];
-
-	while (o && *path) {
-		size_t n = strcspn(path, ".");
-
-		snprintf(part, sizeof(part), "%.*s", (int)n, path);
-		long long idx;
-
-		if (json_object_is_type(o, json_type_array))
-			o = sl_parse_ll(part, 0, 100000, &idx) ? NULL
-			                                       : json_object_array_get_idx(o, (size_t)idx);
-		else if (!json_object_object_get_ex(o, part, &o))
-			o = NULL;
-		path += n + (path[n] == '.');
-	}
-	return o;
-}
 
 /* Compact JSON text of v; "null" for a missing value. */
 static const char *
@@ -278,74 +62,12 @@ jtext(json_object *v)
 	         : "null";
 }
 
-static const char *
-jstr(const char *path)
-{
-	json_object *v = jget(R.json, path);
-
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static long long
-jint(const char *path)
-{
-	json_object *v = jget(R.json, path);
-
-	ck_assert_msg(v && json_object_is_type(v, json_type_int), "%s is not an integer in %s",
-	              path, R.body);
-	return json_object_get_int64(v);
-}
-
-/* The whole answer is the policy's JSON error: status, code, field, request id. */
-static void
-assert_error(int status, const char *code, const char *field)
-{
-	json_object *e;
-
-	ck_assert_msg(R.status == status, "want %d, got %d: %s", status, R.status, R.body);
-	ck_assert_str_eq(hdr(&R, "Content-Type"), "application/json");
-	ck_assert_ptr_nonnull(R.json);
-	ck_assert_int_eq(json_object_object_length(R.json), 1);
-	e = jget(R.json, "error");
-	ck_assert_ptr_nonnull(e);
-	ck_assert_str_eq(jstr("error.code"), code);
-	ck_assert_ptr_nonnull(jstr("error.message"));
-	ck_assert_int_gt(strlen(jstr("error.message")), 5);
-	ck_assert_str_eq(jstr("error.request_id"), hdr(&R, "X-Request-Id"));
-	if (field) {
-		ck_assert_msg(jstr("error.field") && !strcmp(jstr("error.field"), field),
-		              "want field %s in %s", field, R.body);
-		ck_assert_int_eq(json_object_object_length(e), 4);
-	} else {
-		ck_assert_msg(!jget(R.json, "error.field"), "unexpected field in %s", R.body);
-		ck_assert_int_eq(json_object_object_length(e), 3);
-	}
-}
-
-static long long
-q_int(const char *sql, const char *p1, const char *p2)
-{
-	const char *params[2] = { p1, p2 };
-	PGresult *r = t_query(db, sql, p2 ? 2 : p1 ? 1 : 0, params);
-	long long v = 0;
-
-	ck_assert_msg(PQntuples(r) == 1 && !PQgetisnull(r, 0, 0), "no value from %s", sql);
-	ck_assert_int_eq(sl_parse_ll(PQgetvalue(r, 0, 0), -9000000000000000000LL,
-	                             9000000000000000000LL, &v), 0);
-	PQclear(r);
-	return v;
-}
-
-static void
-q_text(const char *sql, const char *p1, char *out, size_t n)
-{
-	const char *params[1] = { p1 };
-	PGresult *r = t_query(db, sql, p1 ? 1 : 0, params);
-
-	ck_assert_int_eq(PQntuples(r), 1);
-	snprintf(out, n, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
-	PQclear(r);
-}
+/* Shorthands on the last answer R and the test's database (tests/api_client.h, harness.h). */
+#define jstr(path)                        t_api_str(&R, (path))
+#define jint(path)                        t_api_int(&R, (path))
+#define assert_error(status, code, field) t_api_assert_error(&R, (status), (code), (field))
+#define q_int(sql, p1, p2)                t_int_p(db, (sql), (p1), (p2))
+#define q_text(sql, p1, out, n)           t_text_p(db, (sql), (p1), NULL, (out), (n))
 
 static long long
 jobs_in_db(void)
@@ -381,7 +103,7 @@ setup(void)
 static void
 teardown(void)
 {
-	resp_clear(&R);
+	t_api_resp_clear(&R);
 	PQfinish(db);
 	db = NULL;
 }
@@ -416,21 +138,21 @@ audit_rows(const char *rid, const char *action, const char *outcome, int status)
 
 START_TEST(health_ok)
 {
-	call(&(struct req){ .method = "GET", .path = "/health" });
+	call(&(struct t_api_req){ .method = "GET", .path = "/health" });
 	ck_assert_int_eq(R.status, 200);
-	ck_assert_str_eq(hdr(&R, "Content-Type"), "application/json");
+	ck_assert_str_eq(t_api_hdr(&R, "Content-Type"), "application/json");
 	ck_assert_str_eq(jstr("status"), "ok");
 	ck_assert_str_eq(jstr("database"), "ok");
 	ck_assert_int_eq(jint("schema_version"),
 	                 t_int(db, "SELECT max(version) FROM sluice.schema_migration"));
 	ck_assert_int_eq(json_object_object_length(R.json), 3);
-	ck_assert_int_gt(strlen(hdr(&R, "X-Request-Id")), 0);
+	ck_assert_int_gt(strlen(t_api_hdr(&R, "X-Request-Id")), 0);
 
 	/* HEAD: the same headers, no body. */
-	call(&(struct req){ .method = "HEAD", .path = "/health" });
+	call(&(struct t_api_req){ .method = "HEAD", .path = "/health" });
 	ck_assert_int_eq(R.status, 200);
 	ck_assert_str_eq(R.body, "");
-	ck_assert_str_ne(hdr(&R, "Content-Length"), "0");
+	ck_assert_str_ne(t_api_hdr(&R, "Content-Length"), "0");
 }
 END_TEST
 
@@ -440,20 +162,20 @@ START_TEST(health_database_unreachable_503)
 
 	snprintf(dead, sizeof(dead), "postgresql://postgres@127.0.0.1:%d/sluice?connect_timeout=5",
 	         t_free_port());
-	call(&(struct req){ .method = "GET", .path = "/health", .db_url = dead });
+	call(&(struct t_api_req){ .method = "GET", .path = "/health", .db_url = dead });
 	ck_assert_int_eq(R.status, 503);
-	ck_assert_str_eq(hdr(&R, "Content-Type"), "application/json");
+	ck_assert_str_eq(t_api_hdr(&R, "Content-Type"), "application/json");
 	ck_assert_str_eq(R.body, "{\"status\":\"unavailable\",\"database\":\"unreachable\"}");
-	ck_assert_int_gt(strlen(hdr(&R, "X-Request-Id")), 0);
+	ck_assert_int_gt(strlen(t_api_hdr(&R, "X-Request-Id")), 0);
 
 	/* No configuration at all is the same to a load balancer. */
-	call(&(struct req){ .method = "GET", .path = "/health", .db_url = "" });
+	call(&(struct t_api_req){ .method = "GET", .path = "/health", .db_url = "" });
 	ck_assert_int_eq(R.status, 503);
 	ck_assert_str_eq(jstr("database"), "unreachable");
 
 	/* Routes that need the database answer 503 in the error shape. */
-	call(&(struct req){ .method = "GET", .path = "/api/v1/queue", .key = key_a_read,
-	                    .db_url = dead });
+	call(&(struct t_api_req){ .method = "GET", .path = "/api/v1/queue", .key = key_a_read,
+	                          .db_url = dead });
 	assert_error(503, "unavailable", NULL);
 }
 END_TEST
@@ -467,9 +189,9 @@ static const char *const unknown_paths[] = {
 
 START_TEST(unknown_route_404)
 {
-	call(&(struct req){ .method = "GET", .path = unknown_paths[_i], .key = key_a_admin });
+	call(&(struct t_api_req){ .method = "GET", .path = unknown_paths[_i], .key = key_a_admin });
 	assert_error(404, "not_found", NULL);
-	ck_assert_str_eq(hdr(&R, "Allow"), "");
+	ck_assert_str_eq(t_api_hdr(&R, "Allow"), "");
 }
 END_TEST
 
@@ -489,10 +211,10 @@ static const struct {
 START_TEST(wrong_method_405_with_allow)
 {
 	/* 405 comes before authentication: no key needed to learn the methods. */
-	call(&(struct req){ .method = wrong_methods[_i].method, .path = wrong_methods[_i].path,
-	                    .body = "{}" });
+	call(&(struct t_api_req){ .method = wrong_methods[_i].method, .path = wrong_methods[_i].path,
+	                          .body = "{}" });
 	assert_error(405, "method_not_allowed", NULL);
-	ck_assert_str_eq(hdr(&R, "Allow"), wrong_methods[_i].allow);
+	ck_assert_str_eq(t_api_hdr(&R, "Allow"), wrong_methods[_i].allow);
 	ck_assert_ptr_nonnull(strstr(jstr("error.message"), wrong_methods[_i].allow));
 	ck_assert_int_eq(jobs_in_db(), 0);
 }
@@ -502,17 +224,17 @@ END_TEST
 
 START_TEST(no_key_401)
 {
-	call(&(struct req){ .method = "GET", .path = "/api/v1/queue" });
+	call(&(struct t_api_req){ .method = "GET", .path = "/api/v1/queue" });
 	assert_error(401, "unauthorized", NULL);
-	ck_assert_str_eq(hdr(&R, "WWW-Authenticate"), "Bearer realm=\"sluice\"");
+	ck_assert_str_eq(t_api_hdr(&R, "WWW-Authenticate"), "Bearer realm=\"sluice\"");
 
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .body = "{\"kind\":\"a\"}" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .body = "{\"kind\":\"a\"}" });
 	assert_error(401, "unauthorized", NULL);
 	/* Not authenticated: nothing is written, not even an audit row without an actor. */
 	ck_assert_int_eq(jobs_in_db(), 0);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.audit"), 0);
 
-	call(&(struct req){ .method = "GET", .path = "/metrics" });
+	call(&(struct t_api_req){ .method = "GET", .path = "/metrics" });
 	assert_error(401, "unauthorized", NULL);
 }
 END_TEST
@@ -530,10 +252,11 @@ static const char *const bad_authorizations[] = {
 
 START_TEST(bad_key_401)
 {
-	call(&(struct req){ .method = "GET", .path = "/api/v1/queue",
-	                    .authorization = bad_authorizations[_i] });
+	call(&(struct t_api_req){ .method = "GET", .path = "/api/v1/queue",
+	                          .authorization = bad_authorizations[_i] });
 	assert_error(401, "unauthorized", NULL);
-	ck_assert_str_eq(hdr(&R, "WWW-Authenticate"), "Bearer realm=\"sluice\", error=\"invalid_token\"");
+	ck_assert_str_eq(t_api_hdr(&R, "WWW-Authenticate"),
+	                 "Bearer realm=\"sluice\", error=\"invalid_token\"");
 	/* The answer never echoes what was presented. */
 	ck_assert_ptr_null(strstr(R.out, "sk_0000"));
 	ck_assert_ptr_null(strstr(R.out, "dXNlcjpwYXNz"));
@@ -545,7 +268,7 @@ START_TEST(auth_scheme_is_case_insensitive)
 	char auth[128];
 
 	snprintf(auth, sizeof(auth), "bearer   %s", key_a_read);
-	call(&(struct req){ .method = "GET", .path = "/api/v1/queue", .authorization = auth });
+	call(&(struct t_api_req){ .method = "GET", .path = "/api/v1/queue", .authorization = auth });
 	ck_assert_int_eq(R.status, 200);
 }
 END_TEST
@@ -561,7 +284,8 @@ START_TEST(revoked_key_401)
 	ck_assert_int_eq(system(cmd), 0);
 	call_simple("GET", "/api/v1/queue", key_a_read, NULL);
 	assert_error(401, "unauthorized", NULL);
-	ck_assert_str_eq(hdr(&R, "WWW-Authenticate"), "Bearer realm=\"sluice\", error=\"invalid_token\"");
+	ck_assert_str_eq(t_api_hdr(&R, "WWW-Authenticate"),
+	                 "Bearer realm=\"sluice\", error=\"invalid_token\"");
 }
 END_TEST
 
@@ -571,11 +295,11 @@ START_TEST(read_key_post_403_audited)
 
 	call_simple("POST", "/api/v1/jobs", key_a_read, "{\"kind\":\"a\"}");
 	assert_error(403, "forbidden", NULL);
-	ck_assert_ptr_nonnull(strstr(hdr(&R, "WWW-Authenticate"), "error=\"insufficient_scope\""));
+	ck_assert_ptr_nonnull(strstr(t_api_hdr(&R, "WWW-Authenticate"), "error=\"insufficient_scope\""));
 	ck_assert_ptr_nonnull(strstr(jstr("error.message"), "write"));
 	ck_assert_int_eq(jobs_in_db(), 0);
 	/* Authenticated, so the refusal is audited: who, what, how it ended. */
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.create", "refused", 403), 1);
 	{
 		char actor[64], want[64];
@@ -600,7 +324,7 @@ START_TEST(read_key_post_403_audited)
 	/* /metrics needs admin: a write key is not enough. */
 	call_simple("GET", "/metrics", key_a_write, NULL);
 	assert_error(403, "forbidden", NULL);
-	ck_assert_ptr_nonnull(strstr(hdr(&R, "WWW-Authenticate"), "scope=\"admin\""));
+	ck_assert_ptr_nonnull(strstr(t_api_hdr(&R, "WWW-Authenticate"), "scope=\"admin\""));
 }
 END_TEST
 
@@ -621,11 +345,11 @@ START_TEST(create_single_job_201)
 	            "\"priority\":2,\"run_at\":\"2099-01-02T03:04:05Z\",\"max_attempts\":7,"
 	            "\"dedupe_key\":\"r-1\",\"connector_id\":\"0B6E3D1C-5F1A-4C1E-9A53-2F0D7C1B9E42\"}");
 	ck_assert_msg(R.status == 201, "%d %s", R.status, R.body);
-	ck_assert_str_eq(hdr(&R, "Content-Type"), "application/json");
+	ck_assert_str_eq(t_api_hdr(&R, "Content-Type"), "application/json");
 	id = jint("job.id");
 	snprintf(want, sizeof(want), "/api/v1/jobs/%lld", id);
-	ck_assert_str_eq(hdr(&R, "Location"), want);
-	ck_assert_int_eq(json_object_get_boolean(jget(R.json, "deduplicated")), 0);
+	ck_assert_str_eq(t_api_hdr(&R, "Location"), want);
+	ck_assert_int_eq(json_object_get_boolean(t_json_get(R.json, "deduplicated")), 0);
 	ck_assert_str_eq(jstr("job.kind"), "report.fetch");
 	ck_assert_str_eq(jstr("job.state"), "queued");
 	ck_assert_int_eq(jint("job.priority"), 2);
@@ -634,11 +358,11 @@ START_TEST(create_single_job_201)
 	ck_assert_str_eq(jstr("job.run_at"), "2099-01-02T03:04:05.000000Z");
 	ck_assert_str_eq(jstr("job.dedupe_key"), "r-1");
 	ck_assert_str_eq(jstr("job.connector_id"), "0b6e3d1c-5f1a-4c1e-9a53-2f0d7c1b9e42");
-	ck_assert_str_eq(jtext(jget(R.json, "job.payload")), "{\"x\":1.10,\"range\":[1,2]}");
+	ck_assert_str_eq(jtext(t_json_get(R.json, "job.payload")), "{\"x\":1.10,\"range\":[1,2]}");
 	ck_assert_ptr_nonnull(jstr("job.created_at"));
-	ck_assert_int_eq(json_object_get_type(jget(R.json, "job.errors")), json_type_array);
+	ck_assert_int_eq(json_object_get_type(t_json_get(R.json, "job.errors")), json_type_array);
 	/* Every field of the job is there, including the empty ones. */
-	ck_assert_int_eq(json_object_object_length(jget(R.json, "job")), 16);
+	ck_assert_int_eq(json_object_object_length(t_json_get(R.json, "job")), 16);
 
 	/* The row, as the database has it. */
 	snprintf(want, sizeof(want), "%lld", id);
@@ -655,7 +379,7 @@ START_TEST(create_single_job_201)
 	}
 
 	/* Its audit row: in the same transaction, so it exists exactly when the job does. */
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.create", "ok", 201), 1);
 	q_text("SELECT concat_ws('|', actor, target, detail->>'kind', detail->>'deduplicated')"
 	       "  FROM sluice.audit WHERE request_id = $1", rid, text, sizeof(text));
@@ -672,14 +396,14 @@ START_TEST(create_with_defaults)
 	ck_assert_int_eq(jint("job.priority"), 3);
 	ck_assert_int_eq(jint("job.max_attempts"),
 	                 t_int(db, "SELECT sluice.setting_int('default_max_attempts')"));
-	ck_assert_str_eq(jtext(jget(R.json, "job.payload")), "{}");
-	ck_assert_ptr_null(jget(R.json, "job.dedupe_key"));
-	ck_assert_ptr_null(jget(R.json, "job.started_at"));
+	ck_assert_str_eq(jtext(t_json_get(R.json, "job.payload")), "{}");
+	ck_assert_ptr_null(t_json_get(R.json, "job.dedupe_key"));
+	ck_assert_ptr_null(t_json_get(R.json, "job.started_at"));
 
 	/* application/json with parameters is JSON too. */
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "{\"kind\":\"noop\"}",
-	                    .content_type = "Application/JSON; charset=utf-8" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "{\"kind\":\"noop\"}",
+	                          .content_type = "Application/JSON; charset=utf-8" });
 	ck_assert_int_eq(R.status, 201);
 	ck_assert_int_eq(jobs_in_db(), 2);
 }
@@ -696,15 +420,15 @@ START_TEST(create_batch_201)
 	            "{\"kind\":\"c\",\"payload\":{\"n\":3}},"
 	            "{\"kind\":\"b\",\"dedupe_key\":\"same\"}]}");
 	ck_assert_msg(R.status == 201, "%d %s", R.status, R.body);
-	ck_assert_str_eq(hdr(&R, "Location"), "");
-	ck_assert_int_eq(json_object_array_length(jget(R.json, "jobs")), 4);
+	ck_assert_str_eq(t_api_hdr(&R, "Location"), "");
+	ck_assert_int_eq(json_object_array_length(t_json_get(R.json, "jobs")), 4);
 	ck_assert_str_eq(jstr("jobs.0.kind"), "a");
 	ck_assert_int_eq(jint("jobs.0.priority"), 1);
 	ck_assert_str_eq(jstr("jobs.2.kind"), "c");
 	ck_assert_int_eq(jint("jobs.2.payload.n"), 3);
 	/* A later element with a live dedupe key gets the earlier element's job. */
-	ck_assert_int_eq(json_object_get_boolean(jget(R.json, "jobs.1.deduplicated")), 0);
-	ck_assert_int_eq(json_object_get_boolean(jget(R.json, "jobs.3.deduplicated")), 1);
+	ck_assert_int_eq(json_object_get_boolean(t_json_get(R.json, "jobs.1.deduplicated")), 0);
+	ck_assert_int_eq(json_object_get_boolean(t_json_get(R.json, "jobs.3.deduplicated")), 1);
 	ck_assert_int_eq(jint("jobs.3.id"), jint("jobs.1.id"));
 	id0 = jint("jobs.0.id");
 	id2 = jint("jobs.2.id");
@@ -714,7 +438,7 @@ START_TEST(create_batch_201)
 	ck_assert_int_eq(t_int(db, sql), 1);
 	snprintf(sql, sizeof(sql), "SELECT (payload->>'n')::int FROM sluice.job WHERE id = %lld", id2);
 	ck_assert_int_eq(t_int(db, sql), 3);
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	/* One audit row per element, each naming its job. */
 	ck_assert_int_eq(audit_rows(rid, "job.create", "ok", 201), 4);
 	ck_assert_int_eq(q_int("SELECT count(DISTINCT target) FROM sluice.audit WHERE request_id = $1"
@@ -747,7 +471,7 @@ START_TEST(create_batch_of_exactly_1000)
 	call_simple("POST", "/api/v1/jobs", key_a_write, body);
 	sl_free(body);
 	ck_assert_int_eq(R.status, 201);
-	ck_assert_int_eq(json_object_array_length(jget(R.json, "jobs")), 1000);
+	ck_assert_int_eq(json_object_array_length(t_json_get(R.json, "jobs")), 1000);
 	ck_assert_int_eq(jobs_in_db(), 1000);
 }
 END_TEST
@@ -761,13 +485,13 @@ START_TEST(dedupe_returns_the_first_job)
 	call_simple("POST", "/api/v1/jobs", key_a_write,
 	            "{\"kind\":\"sync\",\"dedupe_key\":\"shop-7\",\"payload\":{\"v\":2}}");
 	ck_assert_int_eq(R.status, 200);
-	ck_assert_int_eq(json_object_get_boolean(jget(R.json, "deduplicated")), 1);
+	ck_assert_int_eq(json_object_get_boolean(t_json_get(R.json, "deduplicated")), 1);
 	ck_assert_int_eq(jint("job.id"), first);
 	/* The first job, unchanged. */
 	ck_assert_int_eq(jint("job.payload.v"), 1);
-	ck_assert_str_eq(hdr(&R, "Location"), "");
+	ck_assert_str_eq(t_api_hdr(&R, "Location"), "");
 	ck_assert_int_eq(jobs_in_db(), 1);
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.create", "ok", 200), 1);
 	ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.audit WHERE request_id = $1"
 	                       " AND detail->>'deduplicated' = 'true'", rid, NULL), 1);
@@ -794,7 +518,7 @@ START_TEST(malformed_json_400)
 	assert_error(400, "malformed_json", NULL);
 	ck_assert_ptr_nonnull(strstr(jstr("error.message"), "malformed JSON"));
 	ck_assert_int_eq(jobs_in_db(), 0);
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.create", "refused", 400), 1);
 }
 END_TEST
@@ -863,7 +587,7 @@ START_TEST(invalid_field_422_names_the_field)
 		ck_assert_ptr_nonnull(strstr(jstr("error.message"), invalid[_i].field));
 	/* Checked before the database saw anything: no job, not even the valid ones of a batch. */
 	ck_assert_int_eq(jobs_in_db(), 0);
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.create", "refused", 422), 1);
 	if (invalid[_i].field)
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.audit WHERE request_id = $1"
@@ -934,12 +658,12 @@ START_TEST(body_too_large_413)
 	assert_error(413, "payload_too_large", NULL);
 	ck_assert_ptr_nonnull(strstr(jstr("error.message"), "1048577"));
 	ck_assert_int_eq(jobs_in_db(), 0);
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.create", "refused", 413), 1);
 
 	/* A Content-Length of a terabyte with nothing behind it: answered at once. */
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "{}", .content_length = "1099511627776" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "{}", .content_length = "1099511627776" });
 	assert_error(413, "payload_too_large", NULL);
 
 	/* Exactly 1 MiB is accepted. */
@@ -957,23 +681,23 @@ START_TEST(content_length_and_type_checked)
 	                                           "99999999999999999999999" };
 	size_t i;
 
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "{\"kind\":\"a\"}", .content_length = "" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "{\"kind\":\"a\"}", .content_length = "" });
 	assert_error(411, "length_required", NULL);
 
 	for (i = 0; i < sizeof(bad_lengths) / sizeof(bad_lengths[0]); i++) {
-		call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-		                    .body = "{\"kind\":\"a\"}", .content_length = bad_lengths[i] });
+		call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+		                          .body = "{\"kind\":\"a\"}", .content_length = bad_lengths[i] });
 		assert_error(400, "bad_request", NULL);
 	}
 	/* Fewer bytes than announced. */
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "{\"kind\":\"a\"}", .content_length = "40" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "{\"kind\":\"a\"}", .content_length = "40" });
 	assert_error(400, "bad_request", NULL);
 	ck_assert_ptr_nonnull(strstr(jstr("error.message"), "shorter"));
 
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "kind=a", .content_type = "application/x-www-form-urlencoded" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "kind=a", .content_type = "application/x-www-form-urlencoded" });
 	assert_error(415, "unsupported_media_type", NULL);
 	ck_assert_int_eq(jobs_in_db(), 0);
 }
@@ -995,7 +719,7 @@ START_TEST(get_job_200)
 	ck_assert_str_eq(jstr("job.state"), "queued");
 	ck_assert_int_eq(jint("job.priority"), 4);
 	ck_assert_str_eq(jstr("job.payload.a"), "b");
-	ck_assert_int_eq(json_object_object_length(jget(R.json, "job")), 16);
+	ck_assert_int_eq(json_object_object_length(t_json_get(R.json, "job")), 16);
 	/* RFC 3339 in UTC. */
 	ck_assert(api_is_rfc3339(jstr("job.run_at")));
 	ck_assert(api_is_rfc3339(jstr("job.created_at")));
@@ -1052,7 +776,7 @@ START_TEST(other_org_is_404_on_get_and_delete)
 	call_simple("DELETE", path, key_b_write, NULL);
 	assert_error(404, "not_found", NULL);
 	ck_assert_str_eq(jstr("error.message"), missing_msg);
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.cancel", "refused", 404), 1);
 	{
 		char want[64];
@@ -1087,7 +811,7 @@ START_TEST(cancel_200_then_409)
 	         " AND state = 'cancelled'", id);
 	ck_assert_int_eq(t_int(db, sql), 1);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job"), 0);
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.cancel", "ok", 200), 1);
 	ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.audit WHERE request_id = $1"
 	                       " AND target = $2", rid, target), 1);
@@ -1095,7 +819,7 @@ START_TEST(cancel_200_then_409)
 	call_simple("DELETE", path, key_a_write, NULL);
 	assert_error(409, "conflict", NULL);
 	ck_assert_ptr_nonnull(strstr(jstr("error.message"), "cancelled"));
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert_int_eq(audit_rows(rid, "job.cancel", "refused", 409), 1);
 	ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.audit WHERE request_id = $1"
 	                       " AND target = $2", rid, target), 1);
@@ -1151,17 +875,17 @@ START_TEST(queue_status_matches_rows)
 	call_simple("GET", "/api/v1/queue", key_a_read, NULL);
 	ck_assert_int_eq(R.status, 200);
 	ck_assert_int_eq(json_object_object_length(R.json), 2);
-	ck_assert_int_eq(json_object_object_length(jget(R.json, "queue_status")), 4);
+	ck_assert_int_eq(json_object_object_length(t_json_get(R.json, "queue_status")), 4);
 	ck_assert_int_eq(jint("queue_status.total_queued"), 3);
 	ck_assert_int_eq(jint("queue_status.your_requests"), 2);
-	ck_assert_int_eq(json_object_array_length(jget(R.json, "queue_status.positions")), 2);
+	ck_assert_int_eq(json_object_array_length(t_json_get(R.json, "queue_status.positions")), 2);
 	ck_assert_int_eq(jint("queue_status.positions.0"), 2);
 	ck_assert_int_eq(jint("queue_status.positions.1"), 3);
 	/* No worker has run anything: no rate to estimate from. */
-	ck_assert_ptr_null(jget(R.json, "queue_status.estimated_wait_seconds"));
-	ck_assert(json_object_object_get_ex(jget(R.json, "queue_status"), "estimated_wait_seconds",
+	ck_assert_ptr_null(t_json_get(R.json, "queue_status.estimated_wait_seconds"));
+	ck_assert(json_object_object_get_ex(t_json_get(R.json, "queue_status"), "estimated_wait_seconds",
 	                                    NULL));
-	ck_assert_str_eq(jtext(jget(R.json, "rate_limits")), "{}");
+	ck_assert_str_eq(jtext(t_json_get(R.json, "rate_limits")), "{}");
 
 	/* The same numbers as the rows and sluice.queue_status(). */
 	snprintf(org, sizeof(org), "%lld", org_a);
@@ -1179,7 +903,7 @@ START_TEST(queue_status_matches_rows)
 		snprintf(want, sizeof(want), "%lld", jint("queue_status.total_queued"));
 		ck_assert_str_eq(PQgetvalue(r, 0, 1), want);
 	}
-	ck_assert_str_eq(jtext(jget(R.json, "queue_status.positions")), PQgetvalue(r, 0, 2));
+	ck_assert_str_eq(jtext(t_json_get(R.json, "queue_status.positions")), PQgetvalue(r, 0, 2));
 	PQclear(r);
 
 	/* Org B sees its own share of the same queue. */
@@ -1221,7 +945,7 @@ START_TEST(metrics_text_format)
 	call_simple("GET", "/metrics", key_a_admin, NULL);
 	ck_assert_ptr_null(strstr(R.body, "other.tenant"));
 	ck_assert_int_eq(R.status, 200);
-	ck_assert_str_eq(hdr(&R, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+	ck_assert_str_eq(t_api_hdr(&R, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
 	ck_assert_ptr_nonnull(strstr(R.body,
 	                             "\nsluice_jobs{state=\"queued\",kind=\"report.fetch\",priority=\"3\"} 2\n"));
 	ck_assert_ptr_nonnull(strstr(R.body, "\nsluice_jobs{state=\"queued\",kind=\"sync\",priority=\"1\"} 1\n"));
@@ -1286,7 +1010,7 @@ START_TEST(request_id_on_every_answer)
 		            calls[i].body);
 		ck_assert_msg(R.status == calls[i].status, "%s %s: %d", calls[i].method, calls[i].path,
 		              R.status);
-		snprintf(seen[i], sizeof(seen[i]), "%s", hdr(&R, "X-Request-Id"));
+		snprintf(seen[i], sizeof(seen[i]), "%s", t_api_hdr(&R, "X-Request-Id"));
 		ck_assert_msg(generated_id(seen[i]), "bad request id \"%s\"", seen[i]);
 		if (R.status >= 400)
 			ck_assert_str_eq(jstr("error.request_id"), seen[i]);
@@ -1302,23 +1026,23 @@ START_TEST(incoming_request_id)
 {
 	char rid[80];
 
-	call(&(struct req){ .method = "GET", .path = "/nope", .request_id = "edge-7f3a.b_C" });
-	ck_assert_str_eq(hdr(&R, "X-Request-Id"), "edge-7f3a.b_C");
+	call(&(struct t_api_req){ .method = "GET", .path = "/nope", .request_id = "edge-7f3a.b_C" });
+	ck_assert_str_eq(t_api_hdr(&R, "X-Request-Id"), "edge-7f3a.b_C");
 	ck_assert_str_eq(jstr("error.request_id"), "edge-7f3a.b_C");
 
 	/* Kept in the audit row as well. */
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "{\"kind\":\"a\"}", .request_id = "trace-123" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "{\"kind\":\"a\"}", .request_id = "trace-123" });
 	ck_assert_int_eq(R.status, 201);
 	ck_assert_int_eq(audit_rows("trace-123", "job.create", "ok", 201), 1);
 
 	/* Anything else is replaced, never echoed. */
-	call(&(struct req){ .method = "GET", .path = "/nope", .request_id = "bad id\"}" });
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	call(&(struct t_api_req){ .method = "GET", .path = "/nope", .request_id = "bad id\"}" });
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert(generated_id(rid));
-	call(&(struct req){ .method = "GET", .path = "/nope",
-	                    .request_id = "12345678901234567890123456789012345678901234567890123456789012345" });
-	snprintf(rid, sizeof(rid), "%s", hdr(&R, "X-Request-Id"));
+	call(&(struct t_api_req){ .method = "GET", .path = "/nope", .request_id =
+	                          "12345678901234567890123456789012345678901234567890123456789012345" });
+	snprintf(rid, sizeof(rid), "%s", t_api_hdr(&R, "X-Request-Id"));
 	ck_assert(generated_id(rid));
 }
 END_TEST
@@ -1336,8 +1060,8 @@ START_TEST(key_never_logged_or_audited)
 	snprintf(prefix, sizeof(prefix), "%.10s", key_a_write);
 
 	/* Successes and refusals, at the most verbose log level. */
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "{\"kind\":\"a\"}", .log_level = "debug" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "{\"kind\":\"a\"}", .log_level = "debug" });
 	ck_assert_int_eq(R.status, 201);
 	id = jint("job.id");
 	ck_assert_ptr_null(strstr(R.out, key_a_write));
@@ -1345,19 +1069,19 @@ START_TEST(key_never_logged_or_audited)
 	ck_assert_ptr_null(strstr(R.log, hex));
 	snprintf(path, sizeof(path), "/api/v1/jobs/%lld", id);
 	for (i = 0; i < 2; i++) {
-		call(&(struct req){ .method = "DELETE", .path = path, .key = key_a_write,
-		                    .log_level = "debug" });
+		call(&(struct t_api_req){ .method = "DELETE", .path = path, .key = key_a_write,
+		                          .log_level = "debug" });
 		ck_assert_ptr_null(strstr(R.out, key_a_write));
 		ck_assert_ptr_null(strstr(R.log, key_a_write));
 	}
-	call(&(struct req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
-	                    .body = "{\"kind\":1}", .log_level = "debug" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/jobs", .key = key_a_write,
+	                          .body = "{\"kind\":1}", .log_level = "debug" });
 	ck_assert_int_eq(R.status, 422);
 	ck_assert_ptr_null(strstr(R.log, key_a_write));
 	/* A failure that is logged in full. */
 	t_exec(db, "ALTER FUNCTION sluice.queue_status(bigint, integer) RENAME TO queue_status_gone");
-	call(&(struct req){ .method = "GET", .path = "/api/v1/queue", .key = key_a_write,
-	                    .log_level = "debug" });
+	call(&(struct t_api_req){ .method = "GET", .path = "/api/v1/queue", .key = key_a_write,
+	                          .log_level = "debug" });
 	ck_assert_int_eq(R.status, 500);
 	ck_assert_ptr_nonnull(strstr(R.log, "request failed"));
 	ck_assert_ptr_null(strstr(R.log, key_a_write));
@@ -1397,8 +1121,8 @@ START_TEST(internal_error_500_leaks_no_sql)
 	ck_assert_int_eq(jobs_in_db(), 0);
 
 	/* No configuration: still a well-formed JSON 500. */
-	call(&(struct req){ .method = "GET", .path = "/api/v1/queue", .key = key_a_read,
-	                    .db_url = "" });
+	call(&(struct t_api_req){ .method = "GET", .path = "/api/v1/queue", .key = key_a_read,
+	                          .db_url = "" });
 	assert_error(500, "internal_error", NULL);
 }
 END_TEST

@@ -24,35 +24,6 @@ teardown(void)
 	PQfinish(db);
 }
 
-static long long
-intf(const char *fmt, const char *a)
-{
-	char sql[2048];
-
-	snprintf(sql, sizeof(sql), fmt, a);
-	return t_int(db, sql);
-}
-
-static void
-execf(const char *fmt, const char *a)
-{
-	char sql[2048];
-
-	snprintf(sql, sizeof(sql), fmt, a);
-	t_exec(db, sql);
-}
-
-/* Creates a connector of `type` for org; its id into id[37]. */
-static void
-connector(long long o, const char *type, const char *config, char *id)
-{
-	char sql[512];
-
-	snprintf(sql, sizeof(sql), "SELECT sluice.create_connector(%lld, '%s', 'test', NULL, '%s')",
-	         o, type, config ? config : "{}");
-	t_text(db, sql, id, 37);
-}
-
 /* Runs sql expecting an error with this SQLSTATE; returns the message. */
 static void
 expect_error(const char *sql, const char *sqlstate, const char *needle)
@@ -77,8 +48,8 @@ START_TEST(provider_registry_is_complete)
 
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.provider"), 14);
 	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-		ck_assert_msg(intf("SELECT count(*) FROM sluice.provider WHERE type = '%s'", types[i]) == 1,
-		              "provider %s missing", types[i]);
+		ck_assert_msg(t_intf(db, "SELECT count(*) FROM sluice.provider WHERE type = '%s'",
+		                     types[i]) == 1, "provider %s missing", types[i]);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.provider WHERE auth_kind = 'oauth2_code'"
 	                           " AND (authorize_url !~ '^https://' OR token_url !~ '^https://')"), 0);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.provider"
@@ -108,11 +79,11 @@ START_TEST(provider_override_is_per_org)
 	t_text(db, sql, text, sizeof(text));
 	ck_assert_str_eq(text, "https://oauth2.googleapis.com/token https://displayvideo.googleapis.com/v3");
 
-	connector(org, "servicenow", "{\"instance\": \"acme-dev\"}", id);
+	t_connector(db, org, "servicenow", "{\"instance\": \"acme-dev\"}", id);
 	snprintf(sql, sizeof(sql), "SELECT api_base_url FROM sluice.connector_endpoints('%s')", id);
 	t_text(db, sql, text, sizeof(text));
 	ck_assert_str_eq(text, "https://acme-dev.service-now.com/api/now");
-	connector(org, "woocommerce", "{\"base_url\": \"https://shop.example.com/\"}", id);
+	t_connector(db, org, "woocommerce", "{\"base_url\": \"https://shop.example.com/\"}", id);
 	snprintf(sql, sizeof(sql), "SELECT api_base_url FROM sluice.connector_endpoints('%s')", id);
 	t_text(db, sql, text, sizeof(text));
 	ck_assert_str_eq(text, "https://shop.example.com/wp-json/wc/v3");
@@ -154,33 +125,33 @@ START_TEST(status_changes_hold_and_release_jobs)
 	struct pollfd pfd;
 	int got = 0;
 
-	connector(org, "dv360", NULL, id);
+	t_connector(db, org, "dv360", NULL, id);
 	PQclear(PQexec(listener, "LISTEN sluice_events"));
 	snprintf(sql, sizeof(sql), "SELECT sluice.enqueue(%lld, 'noop', '{}', 3, NULL, NULL, NULL, '%s')"
 	         " FROM generate_series(1, 3)", org, id);
 	t_exec(db, sql);
-	execf("UPDATE sluice.connector SET status_changed_at = now() - interval '1 hour'"
-	      " WHERE id = '%s'", id);
+	t_execf(db, "UPDATE sluice.connector SET status_changed_at = now() - interval '1 hour'"
+	            " WHERE id = '%s'", id);
 
-	ck_assert_int_eq(intf("SELECT sluice.set_connector_status('%s', 'reauth_required',"
-	                      " 'token revoked')::int", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.connector WHERE id = '%s'"
-	                      " AND status_changed_at > now() - interval '1 minute'", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                      " AND run_at = sluice.held_run_at()"
-	                      " AND hold_reason LIKE '%%reauth_required'", id), 3);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
-	                      " AND type = 'connector_status_changed' AND data ->> 'from' = 'pending'"
-	                      " AND data ->> 'to' = 'reauth_required'"
-	                      " AND data ->> 'message' = 'token revoked'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.set_connector_status('%s', 'reauth_required',"
+	                            " 'token revoked')::int", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector WHERE id = '%s'"
+	                            " AND status_changed_at > now() - interval '1 minute'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND run_at = sluice.held_run_at()"
+	                            " AND hold_reason LIKE '%%reauth_required'", id), 3);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
+	                            " AND type = 'connector_status_changed' AND data ->> 'from' = 'pending'"
+	                            " AND data ->> 'to' = 'reauth_required'"
+	                            " AND data ->> 'message' = 'token revoked'", id), 1);
 	/* The same status again: no change, no event. */
-	ck_assert_int_eq(intf("SELECT sluice.set_connector_status('%s', 'reauth_required',"
-	                      " 'token revoked')::int", id), 0);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.set_connector_status('%s', 'reauth_required',"
+	                            " 'token revoked')::int", id), 0);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'", id), 1);
 	/* Jobs enqueued while held run once it is connected again. */
-	ck_assert_int_eq(intf("SELECT sluice.set_connector_status('%s', 'connected')::int", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                      " AND run_at <= now() AND hold_reason IS NULL", id), 3);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.set_connector_status('%s', 'connected')::int", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND run_at <= now() AND hold_reason IS NULL", id), 3);
 
 	/* The listener heard about both events, after the commits. */
 	pfd.fd = PQsocket(listener);
@@ -205,26 +176,27 @@ START_TEST(disable_and_enable_round_trip)
 {
 	char id[37], sql[256];
 
-	connector(org, "ttd", NULL, id);
+	t_connector(db, org, "ttd", NULL, id);
 	t_exec(db, "BEGIN");
-	execf("SELECT sluice.set_connector_status('%s', 'connected')", id);
+	t_execf(db, "SELECT sluice.set_connector_status('%s', 'connected')", id);
 	t_exec(db, "COMMIT");
 	snprintf(sql, sizeof(sql), "SELECT sluice.enqueue(%lld, 'noop', '{}', 3, NULL, NULL, NULL, '%s')",
 	         org, id);
 	t_exec(db, sql);
-	ck_assert_int_eq(intf("SELECT sluice.set_connector_enabled('%s', false)::int", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.connector WHERE id = '%s' AND NOT enabled"
-	                      " AND status = 'disabled' AND status_before_disable = 'connected'", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                      " AND run_at = sluice.held_run_at()", id), 1);
-	ck_assert_int_eq(intf("SELECT sluice.set_connector_enabled('%s', false)::int", id), 0);
-	ck_assert_int_eq(intf("SELECT sluice.set_connector_enabled('%s', true)::int", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.connector WHERE id = '%s' AND enabled"
-	                      " AND status = 'connected' AND status_before_disable IS NULL", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                      " AND run_at <= now()", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
-	                      " AND type = 'connector_status_changed'", id), 3);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.set_connector_enabled('%s', false)::int", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector WHERE id = '%s'"
+	                            " AND NOT enabled AND status = 'disabled'"
+	                            " AND status_before_disable = 'connected'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND run_at = sluice.held_run_at()", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.set_connector_enabled('%s', false)::int", id), 0);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.set_connector_enabled('%s', true)::int", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector WHERE id = '%s' AND enabled"
+	                            " AND status = 'connected' AND status_before_disable IS NULL", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND run_at <= now()", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
+	                            " AND type = 'connector_status_changed'", id), 3);
 }
 END_TEST
 
@@ -233,22 +205,24 @@ START_TEST(delete_destroys_secrets_keeps_history)
 {
 	char id[37], sql[512];
 
-	connector(org, "ttd", NULL, id);
+	t_connector(db, org, "ttd", NULL, id);
 	t_exec(db, "INSERT INTO sluice.data_key (master_key_id, wrapped, state)"
 	           " VALUES ('test', decode(repeat('00', 60), 'hex'), 'current')");
-	execf("SELECT sluice.write_credential('%s', (SELECT id FROM sluice.data_key),"
-	      " decode(repeat('01', 12), 'hex'), decode(repeat('02', 32), 'hex'))", id);
+	t_execf(db, "SELECT sluice.write_credential('%s', (SELECT id FROM sluice.data_key),"
+	            " decode(repeat('01', 12), 'hex'), decode(repeat('02', 32), 'hex'))", id);
 	snprintf(sql, sizeof(sql), "SELECT sluice.enqueue(%lld, 'noop', '{}', 3, NULL, NULL, NULL, '%s')",
 	         org, id);
 	t_exec(db, sql);
-	ck_assert_int_eq(intf("SELECT sluice.delete_connector('%s')::int", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.credential WHERE connector_id = '%s'", id), 0);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.connector WHERE id = '%s'"
-	                      " AND deleted_at IS NOT NULL AND status = 'disabled' AND NOT enabled", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job_archive WHERE connector_id = '%s'"
-	                      " AND state = 'cancelled'", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'", id), 1);
-	ck_assert_int_eq(intf("SELECT sluice.delete_connector('%s')::int", id), 0);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.delete_connector('%s')::int", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.credential WHERE connector_id = '%s'",
+	                        id), 0);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector WHERE id = '%s'"
+	                            " AND deleted_at IS NOT NULL AND status = 'disabled'"
+	                            " AND NOT enabled", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job_archive WHERE connector_id = '%s'"
+	                            " AND state = 'cancelled'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.delete_connector('%s')::int", id), 0);
 	expect_error("SELECT sluice.write_credential((SELECT id FROM sluice.connector),"
 	             " 1, decode(repeat('01', 12), 'hex'), decode(repeat('02', 32), 'hex'))",
 	             "P0002", "does not exist");
@@ -263,23 +237,24 @@ START_TEST(credential_versions_and_refresh_schedule)
 {
 	char id[37];
 
-	connector(org, "dv360", NULL, id);
+	t_connector(db, org, "dv360", NULL, id);
 	t_exec(db, "INSERT INTO sluice.data_key (master_key_id, wrapped, state)"
 	           " VALUES ('test', decode(repeat('00', 60), 'hex'), 'current')");
-	ck_assert_int_eq(intf("SELECT sluice.write_credential('%s', (SELECT id FROM sluice.data_key),"
-	                      " decode(repeat('01', 12), 'hex'), decode(repeat('02', 32), 'hex'),"
-	                      " now() + interval '1 hour')", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                      " AND kind = 'oauth.refresh' AND run_at BETWEEN now() + interval '54 minutes'"
-	                      " AND now() + interval '56 minutes'", id), 1);
-	ck_assert_int_eq(intf("SELECT sluice.write_credential('%s', (SELECT id FROM sluice.data_key),"
-	                      " decode(repeat('01', 12), 'hex'), decode(repeat('03', 32), 'hex'),"
-	                      " now() + interval '2 hours', 1)", id), 2);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                      " AND kind = 'oauth.refresh'", id), 1);
-	ck_assert_int_eq(intf("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                      " AND kind = 'oauth.refresh' AND run_at > now() + interval '100 minutes'",
-	                      id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.write_credential('%s', (SELECT id FROM sluice.data_key),"
+	                            " decode(repeat('01', 12), 'hex'), decode(repeat('02', 32), 'hex'),"
+	                            " now() + interval '1 hour')", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND kind = 'oauth.refresh'"
+	                            " AND run_at BETWEEN now() + interval '54 minutes'"
+	                            " AND now() + interval '56 minutes'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT sluice.write_credential('%s', (SELECT id FROM sluice.data_key),"
+	                            " decode(repeat('01', 12), 'hex'), decode(repeat('03', 32), 'hex'),"
+	                            " now() + interval '2 hours', 1)", id), 2);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND kind = 'oauth.refresh'", id), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND kind = 'oauth.refresh' AND run_at > now() + interval '100 minutes'",
+	                            id), 1);
 	{
 		char sql[512];
 

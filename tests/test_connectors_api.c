@@ -14,35 +14,16 @@
 #include "common/db.h"
 #include "common/secret.h"
 #include "common/str.h"
+#include "tests/api_client.h"
 #include "tests/harness.h"
 
 /* ---- running the CGI program ------------------------------------------ */
-
-/* One request the way a web server makes it (RFC 3875); NULL members take defaults. */
-struct req {
-	const char *method;          /* required */
-	const char *path;            /* PATH_INFO; required */
-	const char *query;           /* QUERY_STRING; default "" */
-	const char *key;             /* "Bearer <key>"; NULL: no Authorization */
-	const char *body;            /* NULL: no body */
-	const char *content_length;  /* default the body's length */
-	int         no_master_key;   /* run without SLUICE_MASTER_KEY */
-};
-
-struct resp {
-	int          status;
-	char        *out;            /* all of stdout */
-	char        *headers;
-	const char  *body;           /* into out */
-	json_object *json;
-	char        *log;            /* all of stderr */
-};
 
 static char url[256];
 static PGconn *db;
 static long long org_a, org_b, kid_a_write, kid_a_admin, kid_b_write;
 static char key_a_write[64], key_a_read[64], key_a_admin[64], key_b_write[64];
-static struct resp R;
+static struct t_api_resp R;
 
 /* Strings that must never appear in an answer, a log line or a readable row. */
 #define PLANTED   "PlantedSecret-7f3c9e1a-never-show-me"
@@ -58,235 +39,51 @@ never_show(const char *s)
 		snprintf(hidden[n_secrets++], sizeof(hidden[0]), "%s", s);
 }
 
+/*
+ * Runs sluice-api on rq (tests/api_client.h) against this test's database,
+ * logging at debug; the answer lands in R.  It must leak no secret.
+ */
 static void
-resp_clear(struct resp *r)
+call(const struct t_api_req *rq)
 {
-	free(r->out);
-	free(r->headers);
-	free(r->log);
-	json_object_put(r->json);
-	memset(r, 0, sizeof(*r));
-}
+	const char *secrets[MAX_SECRETS + 1];
+	struct t_api_req r = *rq;
+	int s;
 
-static char *
-read_fd(int fd)
-{
-	size_t cap = 65536, len = 0;
-	char *buf = malloc(cap);
-	ssize_t n;
-
-	ck_assert_ptr_nonnull(buf);
-	lseek(fd, 0, SEEK_SET);
-	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
-		len += (size_t)n;
-		if (cap - len < 2) {
-			cap *= 2;
-			buf = realloc(buf, cap);
-			ck_assert_ptr_nonnull(buf);
-		}
-	}
-	buf[len] = '\0';
-	return buf;
-}
-
-static int
-temp_fd(void)
-{
-	char path[] = "/tmp/sl-conn-test-XXXXXX";
-	int fd = mkstemp(path);
-
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	return fd;
-}
-
-static const char *
-hdr(const struct resp *r, const char *name)
-{
-	static char value[4096];
-	const char *p = r->headers;
-	size_t n = strlen(name);
-
-	value[0] = '\0';
-	while (p && *p) {
-		const char *eol = strstr(p, "\r\n");
-		size_t len = eol ? (size_t)(eol - p) : strlen(p);
-
-		if (len > n && !strncasecmp(p, name, n) && p[n] == ':') {
-			const char *v = p + n + 1;
-
-			while (*v == ' ')
-				v++;
-			snprintf(value, sizeof(value), "%.*s", (int)(len - (size_t)(v - p)), v);
-			return value;
-		}
-		p = eol ? eol + 2 : p + len;
-	}
-	return value;
-}
-
-static void
-add_env(char **env, size_t *n, char (*store)[4096], const char *name, const char *value)
-{
-	snprintf(store[*n], sizeof(store[*n]), "%s=%s", name, value);
-	env[*n] = store[*n];
-	(*n)++;
-	env[*n] = NULL;
-}
-
-/* Runs sluice-api on rq; the answer lands in R.  It must exit 0 and leak no secret. */
-static void
-call(const struct req *rq)
-{
-	static const char *const pass[] = { "PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS" };
-	static char store[24][4096];
-	char *env[25], len[32], *sep;
-	size_t n = 0, i, body_len = rq->body ? strlen(rq->body) : 0;
-	int in = temp_fd(), out = temp_fd(), err = temp_fd(), code, s;
-	pid_t pid;
-
-	resp_clear(&R);
-	env[0] = NULL;
-	for (i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
-		if (getenv(pass[i]))
-			add_env(env, &n, store, pass[i], getenv(pass[i]));
-	}
-	add_env(env, &n, store, "GATEWAY_INTERFACE", "CGI/1.1");
-	add_env(env, &n, store, "SERVER_PROTOCOL", "HTTP/1.1");
-	add_env(env, &n, store, "REMOTE_ADDR", "127.0.0.1");
-	add_env(env, &n, store, "REQUEST_METHOD", rq->method);
-	add_env(env, &n, store, "PATH_INFO", rq->path);
-	add_env(env, &n, store, "QUERY_STRING", rq->query ? rq->query : "");
-	add_env(env, &n, store, "SLUICE_LOG_LEVEL", "debug");
-	add_env(env, &n, store, "DATABASE_URL", url);
-	if (!rq->no_master_key && getenv("SLUICE_MASTER_KEY"))
-		add_env(env, &n, store, "SLUICE_MASTER_KEY", getenv("SLUICE_MASTER_KEY"));
-	if (rq->key) {
-		char auth[128];
-
-		snprintf(auth, sizeof(auth), "Bearer %s", rq->key);
-		add_env(env, &n, store, "HTTP_AUTHORIZATION", auth);
-	}
-	if (rq->body)
-		add_env(env, &n, store, "CONTENT_TYPE", "application/json");
-	snprintf(len, sizeof(len), "%zu", body_len);
-	if (rq->content_length)
-		add_env(env, &n, store, "CONTENT_LENGTH", rq->content_length);
-	else if (rq->body)
-		add_env(env, &n, store, "CONTENT_LENGTH", len);
-	if (body_len)
-		ck_assert_int_eq(write(in, rq->body, body_len), (ssize_t)body_len);
-	lseek(in, 0, SEEK_SET);
-
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		char *argv[] = { (char *)"sluice-api", NULL };
-
-		dup2(in, STDIN_FILENO);
-		dup2(out, STDOUT_FILENO);
-		dup2(err, STDERR_FILENO);
-		execve(t_api_bin, argv, env);
-		_exit(127);
-	}
-	code = t_wait_exit(pid, 60000);
-	R.out = read_fd(out);
-	R.log = read_fd(err);
-	close(in);
-	close(out);
-	close(err);
-	ck_assert_msg(code == 0, "sluice-api exited with %d; stderr:\n%s", code, R.log);
-
-	/* The point of it all: no secret in any answer or log line, whatever happened. */
-	for (s = 0; s < n_secrets; s++) {
-		ck_assert_msg(!strstr(R.out, hidden[s]), "a secret is in the answer to %s %s:\n%s",
-		              rq->method, rq->path, R.out);
-		ck_assert_msg(!strstr(R.log, hidden[s]), "a secret is in the log of %s %s:\n%s",
-		              rq->method, rq->path, R.log);
-	}
-
-	sep = strstr(R.out, "\r\n\r\n");
-	ck_assert_msg(sep != NULL, "no header block in:\n%s", R.out);
-	R.headers = strndup(R.out, (size_t)(sep - R.out) + 2);
-	R.body = sep + 4;
-	R.status = 200;
-	if (*hdr(&R, "Status")) {
-		long long st;
-
-		ck_assert_int_eq(sl_parse_lln(hdr(&R, "Status"), 3, 100, 599, &st), 0);
-		R.status = (int)st;
-	}
-	{
-		long long clen;
-
-		ck_assert_int_eq(sl_parse_ll(hdr(&R, "Content-Length"), 0, 1LL << 40, &clen), 0);
-		if (!strcmp(rq->method, "HEAD"))
-			ck_assert_str_eq(R.body, "");
-		else
-			ck_assert_int_eq(clen, (long long)strlen(R.body));
-	}
-	if (sl_starts_with(hdr(&R, "Content-Type"), "application/json") && *R.body) {
-		R.json = json_tokener_parse(R.body);
-		ck_assert_msg(R.json != NULL, "not JSON: %s", R.body);
-	}
+	for (s = 0; s < n_secrets; s++)
+		secrets[s] = hidden[s];
+	secrets[s] = NULL;
+	r.db_url = url;
+	r.log_level = "debug";
+	r.secrets = secrets;
+	t_api_call(&r, &R);
 }
 
 static void
 call_simple(const char *method, const char *path, const char *key, const char *body)
 {
-	call(&(struct req){ .method = method, .path = path, .key = key, .body = body });
+	call(&(struct t_api_req){ .method = method, .path = path, .key = key, .body = body });
 }
 
 static void
 call_query(const char *path, const char *query, const char *key)
 {
-	call(&(struct req){ .method = "GET", .path = path, .query = query, .key = key });
+	call(&(struct t_api_req){ .method = "GET", .path = path, .query = query, .key = key });
 }
 
 /* ---- JSON and row helpers --------------------------------------------- */
 
-static json_object *
-jget(json_object *o, const char *path)
-{
-	char part[128];
-
-	while (o && *path) {
-		size_t n = strcspn(path, ".");
-		long long idx;
-
-		snprintf(part, sizeof(part), "%.*s", (int)n, path);
-		if (json_object_is_type(o, json_type_array))
-			o = sl_parse_ll(part, 0, 100000, &idx) ? NULL
-			                                       : json_object_array_get_idx(o, (size_t)idx);
-		else if (!json_object_object_get_ex(o, part, &o))
-			o = NULL;
-		path += n + (path[n] == '.');
-	}
-	return o;
-}
-
-static const char *
-jstr(const char *path)
-{
-	json_object *v = jget(R.json, path);
-
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static long long
-jint(const char *path)
-{
-	json_object *v = jget(R.json, path);
-
-	ck_assert_msg(v && json_object_is_type(v, json_type_int), "%s is not an integer in %s",
-	              path, R.body);
-	return json_object_get_int64(v);
-}
+/* Shorthands on the last answer R and the test's database (tests/api_client.h, harness.h). */
+#define jstr(path)                        t_api_str(&R, (path))
+#define jint(path)                        t_api_int(&R, (path))
+#define assert_error(status, code, field) t_api_assert_error(&R, (status), (code), (field))
+#define q_int(sql, p1, p2)                t_int_p(db, (sql), (p1), (p2))
+#define q_text(sql, p1, p2, out, n)       t_text_p(db, (sql), (p1), (p2), (out), (n))
 
 static int
 jbool(const char *path)
 {
-	json_object *v = jget(R.json, path);
+	json_object *v = t_json_get(R.json, path);
 
 	ck_assert_msg(v && json_object_is_type(v, json_type_boolean), "%s is not a boolean in %s",
 	              path, R.body);
@@ -303,7 +100,7 @@ jnull(const char *path)
 
 	if (dot) {
 		snprintf(head, sizeof(head), "%.*s", (int)(dot - path), path);
-		parent = jget(R.json, head);
+		parent = t_json_get(R.json, head);
 		path = dot + 1;
 	}
 	/* Present, and null: not merely absent. */
@@ -313,53 +110,11 @@ jnull(const char *path)
 static size_t
 jlen(const char *path)
 {
-	json_object *v = jget(R.json, path);
+	json_object *v = t_json_get(R.json, path);
 
 	ck_assert_msg(v != NULL, "%s is missing in %s", path, R.body);
 	return json_object_is_type(v, json_type_array) ? json_object_array_length(v)
 	                                               : (size_t)json_object_object_length(v);
-}
-
-static void
-assert_error(int status, const char *code, const char *field)
-{
-	ck_assert_msg(R.status == status, "want %d, got %d: %s", status, R.status, R.body);
-	ck_assert_str_eq(hdr(&R, "Content-Type"), "application/json");
-	ck_assert_ptr_nonnull(R.json);
-	ck_assert_int_eq(json_object_object_length(R.json), 1);
-	ck_assert_str_eq(jstr("error.code"), code);
-	ck_assert_ptr_nonnull(jstr("error.message"));
-	ck_assert_str_eq(jstr("error.request_id"), hdr(&R, "X-Request-Id"));
-	if (field)
-		ck_assert_msg(jstr("error.field") && !strcmp(jstr("error.field"), field),
-		              "want field %s in %s", field, R.body);
-	else
-		ck_assert_msg(!jget(R.json, "error.field"), "unexpected field in %s", R.body);
-}
-
-static long long
-q_int(const char *sql, const char *p1, const char *p2)
-{
-	const char *params[2] = { p1, p2 };
-	PGresult *r = t_query(db, sql, p2 ? 2 : p1 ? 1 : 0, params);
-	long long v = 0;
-
-	ck_assert_msg(PQntuples(r) == 1 && !PQgetisnull(r, 0, 0), "no value from %s", sql);
-	ck_assert_int_eq(sl_parse_ll(PQgetvalue(r, 0, 0), -9000000000000000000LL,
-	                             9000000000000000000LL, &v), 0);
-	PQclear(r);
-	return v;
-}
-
-static void
-q_text(const char *sql, const char *p1, const char *p2, char *out, size_t n)
-{
-	const char *params[2] = { p1, p2 };
-	PGresult *r = t_query(db, sql, p2 ? 2 : p1 ? 1 : 0, params);
-
-	ck_assert_msg(PQntuples(r) == 1, "%d rows from %s", PQntuples(r), sql);
-	snprintf(out, n, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
-	PQclear(r);
 }
 
 /* The request id of the last answer, copied. */
@@ -368,7 +123,7 @@ rid(void)
 {
 	static char id[80];
 
-	snprintf(id, sizeof(id), "%s", hdr(&R, "X-Request-Id"));
+	snprintf(id, sizeof(id), "%s", t_api_hdr(&R, "X-Request-Id"));
 	return id;
 }
 
@@ -450,7 +205,7 @@ setup(void)
 static void
 teardown(void)
 {
-	resp_clear(&R);
+	t_api_resp_clear(&R);
 	PQfinish(db);
 	db = NULL;
 }
@@ -491,7 +246,7 @@ assert_connector_shape(const char *prefix)
 		json_object *v;
 
 		snprintf(path, sizeof(path), "%s.%s", prefix, nullable[i]);
-		v = jget(R.json, path);
+		v = t_json_get(R.json, path);
 		ck_assert_msg(jnull(path) || (v && json_object_is_type(v, json_type_string)),
 		              "%s is neither null nor a string in %s", path, R.body);
 	}
@@ -507,7 +262,7 @@ assert_connector_shape(const char *prefix)
 	snprintf(path, sizeof(path), "%s.has_credentials", prefix);
 	(void)jbool(path);
 	snprintf(path, sizeof(path), "%s.config", prefix);
-	ck_assert(json_object_is_type(jget(R.json, path), json_type_object));
+	ck_assert(json_object_is_type(t_json_get(R.json, path), json_type_object));
 	snprintf(path, sizeof(path), "%s.rate_limit", prefix);
 	ck_assert(jnull(path));
 	/* Seed 001's health object. */
@@ -518,31 +273,47 @@ assert_connector_shape(const char *prefix)
 	snprintf(path, sizeof(path), "%s.health.last_check", prefix);
 	ck_assert(jnull(path) || api_is_rfc3339(jstr(path)));
 	snprintf(path, sizeof(path), "%s.health.latency_ms", prefix);
-	ck_assert(jget(R.json, path) == NULL);
+	ck_assert(t_json_get(R.json, path) == NULL);
 	snprintf(path, sizeof(path), "%s.health.error_rate", prefix);
-	ck_assert(jget(R.json, path) == NULL);
+	ck_assert(t_json_get(R.json, path) == NULL);
+}
+
+/*
+ * What the credential calls need, as the test itself (actor "test"): the
+ * test's master key and a session of its own to the test's database.
+ * Release with cred_env_close().
+ */
+static void
+cred_env_open(struct sl_cred_env *env)
+{
+	struct sl_err err;
+
+	memset(env, 0, sizeof(*env));
+	ck_assert_int_eq(sl_keyring_new(&env->kr, T_MASTER_KEY, &err), 0);
+	ck_assert_msg(sl_db_open(&env->db, url, "test", &err) == 0, "%s", err.msg);
+	env->actor = "test";
+}
+
+static void
+cred_env_close(struct sl_cred_env *env)
+{
+	sl_db_free(env->db);
+	sl_keyring_free(env->kr);
+	memset(env, 0, sizeof(*env));
 }
 
 /* Opens a connector's secrets as a worker would, for exact assertions on what is stored. */
 static json_object *
 stored_secrets(const char *connector_id)
 {
-	struct sl_keyring *kr = NULL;
-	struct sl_db *sdb = NULL;
 	struct sl_cred_env env;
 	struct sl_err err;
 	json_object *secrets = NULL;
 
-	ck_assert_int_eq(sl_keyring_new(&kr, T_MASTER_KEY, &err), 0);
-	ck_assert_msg(sl_db_open(&sdb, url, "test", &err) == 0, "%s", err.msg);
-	memset(&env, 0, sizeof(env));
-	env.db = sdb;
-	env.kr = kr;
-	env.actor = "test";
+	cred_env_open(&env);
 	ck_assert_msg(sl_credential_load(&env, connector_id, 0, &secrets, NULL, &err) == 0, "%s",
 	              err.msg);
-	sl_db_free(sdb);
-	sl_keyring_free(kr);
+	cred_env_close(&env);
 	return secrets;
 }
 
@@ -554,9 +325,9 @@ START_TEST(create_201_shape_rows_audit)
 	json_object *secrets;
 
 	post_connector(key_a_write, WOO_BODY, id);
-	ck_assert_str_eq(hdr(&R, "Content-Type"), "application/json");
+	ck_assert_str_eq(t_api_hdr(&R, "Content-Type"), "application/json");
 	snprintf(path, sizeof(path), "/api/v1/connectors/%s", id);
-	ck_assert_str_eq(hdr(&R, "Location"), path);
+	ck_assert_str_eq(t_api_hdr(&R, "Location"), path);
 	ck_assert_int_eq(json_object_object_length(R.json), 1);
 	assert_connector_shape("connector");
 	ck_assert_str_eq(jstr("connector.type"), "woocommerce");
@@ -588,8 +359,8 @@ START_TEST(create_201_shape_rows_audit)
 	ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.credential WHERE connector_id = $1::uuid",
 	                       id, NULL), 1);
 	secrets = stored_secrets(id);
-	ck_assert_str_eq(json_object_get_string(jget(secrets, "consumer_secret")), PLANTED);
-	ck_assert_str_eq(json_object_get_string(jget(secrets, "consumer_key")), "ck_" PLANTED);
+	ck_assert_str_eq(json_object_get_string(t_json_get(secrets, "consumer_secret")), PLANTED);
+	ck_assert_str_eq(json_object_get_string(t_json_get(secrets, "consumer_key")), "ck_" PLANTED);
 	ck_assert_int_eq(json_object_object_length(secrets), 2);
 	json_object_put(secrets);
 
@@ -712,8 +483,8 @@ START_TEST(update_merges_credentials)
 	ck_assert_int_eq(jbool("connector.has_credentials"), 1);
 	ck_assert_str_eq(jstr("connector.label"), "Renamed");
 	secrets = stored_secrets(id);
-	ck_assert_str_eq(json_object_get_string(jget(secrets, "consumer_secret")), PLANTED_2);
-	ck_assert_str_eq(json_object_get_string(jget(secrets, "consumer_key")), "ck_" PLANTED);
+	ck_assert_str_eq(json_object_get_string(t_json_get(secrets, "consumer_secret")), PLANTED_2);
+	ck_assert_str_eq(json_object_get_string(t_json_get(secrets, "consumer_key")), "ck_" PLANTED);
 	json_object_put(secrets);
 	q_text("SELECT detail::text FROM sluice.audit WHERE request_id = $1"
 	       "   AND action = 'connector.update'", rid(), NULL, got, sizeof(got));
@@ -729,8 +500,8 @@ START_TEST(update_merges_credentials)
 	ck_assert_msg(R.status == 200, "%d %s", R.status, R.body);
 	ck_assert_str_eq(jstr("connector.status"), "pending");
 	secrets = stored_secrets(id);
-	ck_assert_str_eq(json_object_get_string(jget(secrets, "consumer_key")), "ck_new");
-	ck_assert_str_eq(json_object_get_string(jget(secrets, "consumer_secret")), PLANTED_2);
+	ck_assert_str_eq(json_object_get_string(t_json_get(secrets, "consumer_key")), "ck_new");
+	ck_assert_str_eq(json_object_get_string(t_json_get(secrets, "consumer_secret")), PLANTED_2);
 	json_object_put(secrets);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.event") - events_before, 1);
 	q_text("SELECT concat_ws('|', type, data->>'from', data->>'to') FROM sluice.event"
@@ -1007,8 +778,8 @@ START_TEST(malformed_json_400_and_413)
 		assert_error(400, "malformed_json", NULL);
 	}
 	/* Over 1 MiB: refused before it is read. */
-	call(&(struct req){ .method = with_bodies[_i].method, .path = with_bodies[_i].path,
-	                    .key = key_a_write, .body = "{}", .content_length = "1048577" });
+	call(&(struct t_api_req){ .method = with_bodies[_i].method, .path = with_bodies[_i].path,
+	                          .key = key_a_write, .body = "{}", .content_length = "1048577" });
 	assert_error(413, "payload_too_large", NULL);
 	big = malloc((1u << 20) + 64);
 	ck_assert_ptr_nonnull(big);
@@ -1033,7 +804,7 @@ static const char *const unknown_paths[] = {
 
 START_TEST(unknown_route_404)
 {
-	call(&(struct req){ .method = "GET", .path = unknown_paths[_i], .key = key_a_admin });
+	call(&(struct t_api_req){ .method = "GET", .path = unknown_paths[_i], .key = key_a_admin });
 	assert_error(404, "not_found", NULL);
 }
 END_TEST
@@ -1056,10 +827,10 @@ static const struct {
 
 START_TEST(wrong_method_405)
 {
-	call(&(struct req){ .method = wrong_methods[_i].method, .path = wrong_methods[_i].path,
-	                    .body = "{}" });
+	call(&(struct t_api_req){ .method = wrong_methods[_i].method, .path = wrong_methods[_i].path,
+	                          .body = "{}" });
 	assert_error(405, "method_not_allowed", NULL);
-	ck_assert_str_eq(hdr(&R, "Allow"), wrong_methods[_i].allow);
+	ck_assert_str_eq(t_api_hdr(&R, "Allow"), wrong_methods[_i].allow);
 }
 END_TEST
 
@@ -1216,7 +987,7 @@ START_TEST(tenant_isolation)
 		/* Disabled connectors refuse loads; look with the status set aside. */
 		t_exec(db, "UPDATE sluice.connector SET status = 'pending' WHERE label = 'B shop'");
 		s = stored_secrets(b_id);
-		ck_assert_str_eq(json_object_get_string(jget(s, "consumer_key")), "b_key");
+		ck_assert_str_eq(json_object_get_string(t_json_get(s, "consumer_key")), "b_key");
 		json_object_put(s);
 		t_exec(db, "UPDATE sluice.connector SET status = 'disabled' WHERE label = 'B shop'");
 	}
@@ -1312,7 +1083,7 @@ START_TEST(audit_log_route)
 			snprintf(p, sizeof(p), "entries.%zu.request_id", i);
 			ck_assert_ptr_nonnull(jstr(p));
 			snprintf(p, sizeof(p), "entries.%zu.detail", i);
-			ck_assert(json_object_is_type(jget(R.json, p), json_type_object));
+			ck_assert(json_object_is_type(t_json_get(R.json, p), json_type_object));
 			k++;
 		}
 		ck_assert_int_eq(k, 5);
@@ -1342,22 +1113,22 @@ END_TEST
 
 START_TEST(no_master_key_503)
 {
-	call(&(struct req){ .method = "POST", .path = "/api/v1/connectors", .key = key_a_write,
-	                    .body = WOO_BODY, .no_master_key = 1 });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/connectors", .key = key_a_write,
+	                          .body = WOO_BODY, .no_master_key = 1 });
 	assert_error(503, "unavailable", NULL);
 	ck_assert_str_eq(jstr("error.message"), "secrets are not configured (SLUICE_MASTER_KEY)");
 	ck_assert_ptr_nonnull(strstr(R.log, "SLUICE_MASTER_KEY"));
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.connector"), 0);
 	assert_audit(rid(), kid_a_write, org_a, "connector.create", NULL, "failed", 503);
 
-	call(&(struct req){ .method = "POST", .path = "/api/v1/connectors/oauth/initiate",
-	                    .key = key_a_write, .no_master_key = 1,
-	                    .body = "{\"connector_type\":\"dv360\",\"callback_url\":\"https://x\"}" });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/connectors/oauth/initiate",
+	                          .key = key_a_write, .no_master_key = 1,
+	                          .body = "{\"connector_type\":\"dv360\",\"callback_url\":\"https://x\"}" });
 	assert_error(503, "unavailable", NULL);
 
 	/* Routes without secrets work without it. */
-	call(&(struct req){ .method = "POST", .path = "/api/v1/connectors", .key = key_a_write,
-	                    .body = "{\"type\":\"dv360\",\"label\":\"x\"}", .no_master_key = 1 });
+	call(&(struct t_api_req){ .method = "POST", .path = "/api/v1/connectors", .key = key_a_write,
+	                          .body = "{\"type\":\"dv360\",\"label\":\"x\"}", .no_master_key = 1 });
 	ck_assert_int_eq(R.status, 201);
 }
 END_TEST
@@ -1372,8 +1143,6 @@ static struct t_oauth O;
 static void
 setup_oauth(void)
 {
-	struct sl_keyring *kr = NULL;
-	struct sl_db *sdb = NULL;
 	struct sl_cred_env env;
 	struct sl_err err;
 	char sql[1024];
@@ -1381,16 +1150,10 @@ setup_oauth(void)
 	setup();
 	t_oauth_start(&O);
 	never_show(O.client_secret);
-	ck_assert_int_eq(sl_keyring_new(&kr, T_MASTER_KEY, &err), 0);
-	ck_assert_msg(sl_db_open(&sdb, url, "test", &err) == 0, "%s", err.msg);
-	memset(&env, 0, sizeof(env));
-	env.db = sdb;
-	env.kr = kr;
-	env.actor = "test";
+	cred_env_open(&env);
 	ck_assert_msg(sl_oauth_app_store(&env, org_a, "dv360", O.client_id, O.client_secret, &err) == 0,
 	              "%s", err.msg);
-	sl_db_free(sdb);
-	sl_keyring_free(kr);
+	cred_env_close(&env);
 	snprintf(sql, sizeof(sql), "SELECT sluice.set_provider_override(%lld, 'dv360', '%s/authorize',"
 	         " '%s/token', '%s')", org_a, O.url, O.url, O.url);
 	t_exec(db, sql);
@@ -1480,11 +1243,11 @@ START_TEST(oauth_full_flow)
 	ck_assert_str_eq(got, want);
 	/* The tokens: stored encrypted (the ciphertext does not hold them). */
 	secrets = stored_secrets(id);
-	access = json_object_get_string(jget(secrets, "access_token"));
+	access = json_object_get_string(t_json_get(secrets, "access_token"));
 	ck_assert_ptr_nonnull(access);
-	ck_assert_ptr_nonnull(json_object_get_string(jget(secrets, "refresh_token")));
+	ck_assert_ptr_nonnull(json_object_get_string(t_json_get(secrets, "refresh_token")));
 	never_show(access);
-	never_show(json_object_get_string(jget(secrets, "refresh_token")));
+	never_show(json_object_get_string(t_json_get(secrets, "refresh_token")));
 	json_object_put(secrets);
 	ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.credential WHERE connector_id = $1::uuid",
 	                       id, NULL), 1);
@@ -1650,7 +1413,7 @@ START_TEST(oauth_token_error_502)
 	ck_assert_msg(R.status == 502, "%d %s", R.status, R.body);
 	ck_assert_str_eq(jstr("error.code"), "bad_gateway");
 	ck_assert_ptr_nonnull(strstr(jstr("error.message"), "invalid_grant"));
-	ck_assert_str_eq(jstr("error.request_id"), hdr(&R, "X-Request-Id"));
+	ck_assert_str_eq(jstr("error.request_id"), t_api_hdr(&R, "X-Request-Id"));
 	assert_audit(rid(), kid_a_write, org_a, "oauth.callback", NULL, "failed", 502);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.connector"), 0);
 	/* Spent all the same. */
@@ -1677,17 +1440,17 @@ START_TEST(oauth_browser_flow_302)
 		snprintf(query + o, sizeof(query) - o, "&state=%s", state);
 	}
 	/* A link checker's HEAD first: answered, and the state is left for the GET. */
-	call(&(struct req){ .method = "HEAD", .path = "/oauth/callback", .query = query });
+	call(&(struct t_api_req){ .method = "HEAD", .path = "/oauth/callback", .query = query });
 	ck_assert_int_eq(R.status, 200);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.oauth_state WHERE used_at IS NULL"), 1);
 	call_query("/oauth/callback", query, NULL);
 	ck_assert_msg(R.status == 302, "%d %s", R.status, R.body);
-	ck_assert(sl_starts_with(hdr(&R, "Location"), RETURN "&connector_id="));
-	ck_assert_ptr_nonnull(strstr(hdr(&R, "Location"), "&status=connected"));
-	snprintf(id, sizeof(id), "%s", hdr(&R, "Location") + strlen(RETURN "&connector_id="));
+	ck_assert(sl_starts_with(t_api_hdr(&R, "Location"), RETURN "&connector_id="));
+	ck_assert_ptr_nonnull(strstr(t_api_hdr(&R, "Location"), "&status=connected"));
+	snprintf(id, sizeof(id), "%s", t_api_hdr(&R, "Location") + strlen(RETURN "&connector_id="));
 	ck_assert(api_is_uuid(id));
 	snprintf(want, sizeof(want), RETURN "&connector_id=%s&status=connected", id);
-	ck_assert_str_eq(hdr(&R, "Location"), want);
+	ck_assert_str_eq(t_api_hdr(&R, "Location"), want);
 	q_text("SELECT concat_ws('|', label, status, account_id) FROM sluice.connector"
 	       " WHERE id = $1::uuid", id, NULL, got, sizeof(got));
 	ck_assert_str_eq(got, "From the browser|connected|johndoe");
@@ -1698,7 +1461,7 @@ START_TEST(oauth_browser_flow_302)
 	/* Again: spent; back to return_url with the error. */
 	call_query("/oauth/callback", query, NULL);
 	ck_assert_int_eq(R.status, 302);
-	ck_assert_str_eq(hdr(&R, "Location"), RETURN "&error=state_used");
+	ck_assert_str_eq(t_api_hdr(&R, "Location"), RETURN "&error=state_used");
 	assert_audit(rid(), kid_a_write, org_a, "oauth.callback", NULL, "refused", 302);
 
 	/* Without a return_url: a short HTML page. */
@@ -1707,7 +1470,7 @@ START_TEST(oauth_browser_flow_302)
 	snprintf(query, sizeof(query), "code=%s&state=%s", code, state);
 	call_query("/oauth/callback", query, NULL);
 	ck_assert_int_eq(R.status, 200);
-	ck_assert(sl_starts_with(hdr(&R, "Content-Type"), "text/html"));
+	ck_assert(sl_starts_with(t_api_hdr(&R, "Content-Type"), "text/html"));
 	ck_assert_ptr_nonnull(strstr(R.body, "connected"));
 
 	/* An unknown state: 400, nowhere to send the browser. */
@@ -1728,7 +1491,7 @@ START_TEST(oauth_browser_provider_error_302)
 	         "&state=%s", state);
 	call_query("/oauth/callback", query, NULL);
 	ck_assert_int_eq(R.status, 302);
-	ck_assert_str_eq(hdr(&R, "Location"), RETURN "&error=access_denied");
+	ck_assert_str_eq(t_api_hdr(&R, "Location"), RETURN "&error=access_denied");
 	assert_audit(rid(), kid_a_write, org_a, "oauth.callback", NULL, "refused", 302);
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.oauth_state WHERE used_at IS NOT NULL"),
 	                 1);

@@ -86,19 +86,11 @@ start_workers(int n)
 		workers[n_workers] = t_worker_start(url, worker_env, log_path);
 }
 
+/* Awaits sql; on timeout the workers' log says why (t_wait_until_log). */
 static int
 wait_sql(const char *sql, long ms)
 {
-	int ok = t_wait_until(db, sql, ms);
-
-	if (!ok) {
-		char *log = t_slurp(log_path);
-
-		fprintf(stderr, "condition not met in %ld ms: %s\nworker log:\n%s\n", ms, sql,
-		        log ? log : "(none)");
-		free(log);
-	}
-	return ok;
+	return t_wait_until_log(db, sql, ms, log_path);
 }
 
 /* A connected dv360 connector, authorised through the real code flow with PKCE. */
@@ -159,24 +151,6 @@ authorise(struct grant *g, const char *existing)
 	sl_buf_release(&authz);
 }
 
-static long long
-count(const char *fmt, const char *connector)
-{
-	char sql[1024];
-
-	snprintf(sql, sizeof(sql), fmt, connector);
-	return t_int(db, sql);
-}
-
-static void
-exec(const char *fmt, const char *connector)
-{
-	char sql[1024];
-
-	snprintf(sql, sizeof(sql), fmt, connector);
-	t_exec(db, sql);
-}
-
 /* The connector's secrets as stored, opened with the test's keyring. */
 static json_object *
 secrets_of(const char *connector)
@@ -219,13 +193,15 @@ START_TEST(one_refresh_for_eight_workers)
 	json_object *s;
 
 	authorise(&g, NULL);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.connector WHERE id = '%s'"
-	                       " AND status = 'connected' AND account_id = 'dsp_acc_456'", g.connector), 1);
-	version = count("SELECT version FROM sluice.credential WHERE connector_id = '%s'", g.connector);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector WHERE id = '%s'"
+	                            " AND status = 'connected' AND account_id = 'dsp_acc_456'",
+	                            g.connector), 1);
+	version = t_intf(db, "SELECT version FROM sluice.credential WHERE connector_id = '%s'",
+	                 g.connector);
 	refreshes = t_oauth_stat(&oauth, "refresh_token");
 	resources = t_oauth_stat(&oauth, "resource");
-	exec("UPDATE sluice.credential SET access_expires_at = now() - interval '1 minute'"
-	     " WHERE connector_id = '%s'", g.connector);
+	t_execf(db, "UPDATE sluice.credential SET access_expires_at = now() - interval '1 minute'"
+	            " WHERE connector_id = '%s'", g.connector);
 	t_oauth_control(&oauth, "delay", "{\"ms\": 500}");
 	enqueue_checks(g.connector, 200);
 
@@ -235,25 +211,25 @@ START_TEST(one_refresh_for_eight_workers)
 
 	ck_assert_int_eq(t_oauth_stat(&oauth, "refresh_token") - refreshes, 1);
 	ck_assert_int_eq(t_oauth_stat(&oauth, "resource") - resources, 200);
-	ck_assert_int_eq(count("SELECT version FROM sluice.credential WHERE connector_id = '%s'",
-	                       g.connector), version + 1);
+	ck_assert_int_eq(t_intf(db, "SELECT version FROM sluice.credential WHERE connector_id = '%s'",
+	                            g.connector), version + 1);
 	/* The refresh token was rotated and the new one stored. */
 	s = secrets_of(g.connector);
 	ck_assert_str_ne(member(s, "refresh_token"), g.refresh);
 	ck_assert_str_ne(member(s, "access_token"), g.access);
 	json_object_put(s);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.credential WHERE connector_id = '%s'"
-	                       " AND access_expires_at > now() + interval '30 minutes'"
-	                       " AND refreshed_at IS NOT NULL", g.connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.credential WHERE connector_id = '%s'"
+	                            " AND access_expires_at > now() + interval '30 minutes'"
+	                            " AND refreshed_at IS NOT NULL", g.connector), 1);
 	/* Every decrypt by a worker is in the audit log, with who and for which job. */
-	ck_assert_int_ge(count("SELECT count(*) FROM sluice.audit WHERE action = 'credential.decrypt'"
-	                       " AND target = 'connector:%s' AND actor LIKE 'worker:%%'"
-	                       " AND outcome = 'ok' AND detail ? 'job_id'", g.connector), 200);
+	ck_assert_int_ge(t_intf(db, "SELECT count(*) FROM sluice.audit WHERE action = 'credential.decrypt'"
+	                            " AND target = 'connector:%s' AND actor LIKE 'worker:%%'"
+	                            " AND outcome = 'ok' AND detail ? 'job_id'", g.connector), 200);
 	/* The next refresh is scheduled before the new token expires. */
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.job j JOIN sluice.credential c"
-	                       " ON c.connector_id = j.connector_id WHERE j.kind = 'oauth.refresh'"
-	                       " AND j.connector_id = '%s' AND j.run_at < c.access_expires_at"
-	                       " AND j.run_at > now()", g.connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job j JOIN sluice.credential c"
+	                            " ON c.connector_id = j.connector_id WHERE j.kind = 'oauth.refresh'"
+	                            " AND j.connector_id = '%s' AND j.run_at < c.access_expires_at"
+	                            " AND j.run_at > now()", g.connector), 1);
 }
 END_TEST
 
@@ -269,10 +245,10 @@ START_TEST(scheduled_refresh_rotates)
 	snprintf(old_refresh, sizeof(old_refresh), "%s", g.refresh);
 	refreshes = t_oauth_stat(&oauth, "refresh_token");
 	/* Inside the margin: the scheduled job is due now. */
-	exec("UPDATE sluice.credential SET access_expires_at = now() + interval '1 minute'"
-	     " WHERE connector_id = '%s'", g.connector);
-	exec("UPDATE sluice.job SET run_at = now() WHERE kind = 'oauth.refresh'"
-	     " AND connector_id = '%s'", g.connector);
+	t_execf(db, "UPDATE sluice.credential SET access_expires_at = now() + interval '1 minute'"
+	            " WHERE connector_id = '%s'", g.connector);
+	t_execf(db, "UPDATE sluice.job SET run_at = now() WHERE kind = 'oauth.refresh'"
+	            " AND connector_id = '%s'", g.connector);
 	start_workers(1);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job_archive WHERE kind = 'oauth.refresh'"
 	                   " AND state = 'done' AND result = '{\"refreshed\": true}'", 30000));
@@ -280,9 +256,9 @@ START_TEST(scheduled_refresh_rotates)
 	s = secrets_of(g.connector);
 	ck_assert_str_ne(member(s, "refresh_token"), old_refresh);
 	json_object_put(s);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.job WHERE kind = 'oauth.refresh'"
-	                       " AND connector_id = '%s' AND run_at > now() + interval '30 minutes'",
-	                       g.connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE kind = 'oauth.refresh'"
+	                            " AND connector_id = '%s' AND run_at > now() + interval '30 minutes'",
+	                            g.connector), 1);
 	/* The old refresh token is dead at the server: rotation really happened there. */
 	{
 		struct sl_oauth_client client = { 0 };
@@ -313,8 +289,8 @@ START_TEST(revoked_grant_holds_jobs_until_reauthorised)
 
 	authorise(&g, NULL);
 	t_oauth_control(&oauth, "revoke", "{}");
-	exec("UPDATE sluice.credential SET access_expires_at = now() - interval '1 minute'"
-	     " WHERE connector_id = '%s'", g.connector);
+	t_execf(db, "UPDATE sluice.credential SET access_expires_at = now() - interval '1 minute'"
+	            " WHERE connector_id = '%s'", g.connector);
 	refreshes = t_oauth_stat(&oauth, "refresh_token");
 	enqueue_checks(g.connector, 20);
 	start_workers(4);
@@ -323,28 +299,28 @@ START_TEST(revoked_grant_holds_jobs_until_reauthorised)
 	                   " AND state <> 'running' AND run_at > now() + interval '30 minutes'"
 	                   " AND hold_reason LIKE '%reauth_required%'", 30000));
 	ck_assert_int_eq(t_oauth_stat(&oauth, "refresh_token") - refreshes, 1);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.connector WHERE id = '%s'"
-	                       " AND status = 'reauth_required'"
-	                       " AND status_message LIKE '%%revoked%%invalid_grant%%Reconnect%%'",
-	                       g.connector), 1);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
-	                       " AND type = 'oauth_revoked' AND data ->> 'reason' = 'invalid_grant'",
-	                       g.connector), 1);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
-	                       " AND type = 'connector_status_changed' AND data ->> 'from' = 'connected'"
-	                       " AND data ->> 'to' = 'reauth_required'", g.connector), 1);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.job_archive WHERE connector_id = '%s'"
-	                       " AND state = 'dead'", g.connector), 0);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
-	                       " AND kind = 'connector.check' AND attempts = 0"
-	                       " AND hold_reason LIKE '%%reauth_required%%'", g.connector), 20);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector WHERE id = '%s'"
+	                            " AND status = 'reauth_required'"
+	                            " AND status_message LIKE '%%revoked%%invalid_grant%%Reconnect%%'",
+	                            g.connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
+	                            " AND type = 'oauth_revoked' AND data ->> 'reason' = 'invalid_grant'",
+	                            g.connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
+	                            " AND type = 'connector_status_changed' AND data ->> 'from' = 'connected'"
+	                            " AND data ->> 'to' = 'reauth_required'", g.connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job_archive WHERE connector_id = '%s'"
+	                            " AND state = 'dead'", g.connector), 0);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.job WHERE connector_id = '%s'"
+	                            " AND kind = 'connector.check' AND attempts = 0"
+	                            " AND hold_reason LIKE '%%reauth_required%%'", g.connector), 20);
 
 	/* A person reconnects: the jobs run, with the new grant. */
 	authorise(&again, g.connector);
 	ck_assert(wait_sql("SELECT count(*) = 20 FROM sluice.job_archive WHERE kind = 'connector.check'"
 	                   " AND state = 'done'", 30000));
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
-	                       " AND type = 'oauth_connected'", g.connector), 2);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
+	                            " AND type = 'oauth_connected'", g.connector), 2);
 }
 END_TEST
 
@@ -367,10 +343,10 @@ START_TEST(client_credentials_connects)
 	start_workers(1);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job_archive WHERE kind = 'oauth.refresh'"
 	                   " AND state = 'done'", 30000));
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.connector WHERE id = '%s'"
-	                       " AND status = 'connected'", connector), 1);
-	ck_assert_int_eq(count("SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
-	                       " AND type = 'oauth_connected'", connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector WHERE id = '%s'"
+	                            " AND status = 'connected'", connector), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE connector_id = '%s'"
+	                            " AND type = 'oauth_connected'", connector), 1);
 	s = secrets_of(connector);
 	ck_assert_str_ne(member(s, "access_token"), "");
 	ck_assert_str_eq(member(s, "client_secret"), oauth.client_secret);
@@ -415,8 +391,8 @@ START_TEST(no_secret_in_dump_or_logs)
 	json_object_put(secrets);
 
 	authorise(&g, NULL);
-	exec("UPDATE sluice.credential SET access_expires_at = now() - interval '1 minute'"
-	     " WHERE connector_id = '%s'", g.connector);
+	t_execf(db, "UPDATE sluice.credential SET access_expires_at = now() - interval '1 minute'"
+	            " WHERE connector_id = '%s'", g.connector);
 	enqueue_checks(g.connector, 5);
 	start_workers(2);
 	ck_assert(wait_sql("SELECT count(*) = 5 FROM sluice.job_archive WHERE kind = 'connector.check'"

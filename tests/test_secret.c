@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,18 +104,8 @@ hex_to_bytes(const char *hex, unsigned char *b, size_t n)
 	}
 }
 
-static int
-ctl(const char *fmt, ...)
-{
-	char args[1024], cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s --database '%s' %s", t_ctl_bin, url, args);
-	return t_sh(cmd, out, sizeof(out));
-}
+/* Runs `sluicectl --database URL <args>` (t_ctl); output in `out`; returns the exit status. */
+#define ctl(...) t_ctl(url, out, sizeof(out), __VA_ARGS__)
 
 #define has(s) ck_assert_msg(strstr(out, (s)) != NULL, "expected \"%s\" in:\n%s", (s), out)
 

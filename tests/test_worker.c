@@ -32,37 +32,11 @@ teardown(void)
 	unlink(log_path);
 }
 
-static void
-sqlf_exec(const char *fmt, long long a)
-{
-	char sql[512];
-
-	snprintf(sql, sizeof(sql), fmt, a);
-	t_exec(db, sql);
-}
-
-static long long
-sqlf_int(const char *fmt, long long a)
-{
-	char sql[512];
-
-	snprintf(sql, sizeof(sql), fmt, a);
-	return t_int(db, sql);
-}
-
+/* Awaits sql; on timeout the workers' log says why (t_wait_until_log). */
 static int
 wait_sql(const char *sql, long ms)
 {
-	int ok = t_wait_until(db, sql, ms);
-
-	if (!ok) {
-		char *log = t_slurp(log_path);
-
-		fprintf(stderr, "condition not met in %ld ms: %s\nworker log:\n%s\n", ms, sql,
-		        log ? log : "(none)");
-		free(log);
-	}
-	return ok;
+	return t_wait_until_log(db, sql, ms, log_path);
 }
 
 /* Waits until the worker log holds `needle`. */
@@ -111,11 +85,12 @@ START_TEST(runs_every_builtin_kind_and_logs_json)
 	pid_t w;
 	char *log;
 
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'noop')", org);
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 50}')", org);
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'fail', '{\"error\": \"no such customer\", \"permanent\": true}')", org);
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'mystery')", org);
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": \"soon\"}')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'noop')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 50}')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'fail',"
+	            " '{\"error\": \"no such customer\", \"permanent\": true}')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'mystery')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": \"soon\"}')", org);
 	w = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 5 FROM sluice.job_archive", 30000));
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job_archive WHERE state = 'done'"
@@ -152,7 +127,7 @@ START_TEST(killed_worker_job_is_finished_elsewhere_exactly_once)
 	long long id;
 
 	t_exec(db, "UPDATE sluice.setting SET value = '2 seconds' WHERE name = 'lease'");
-	id = sqlf_int("SELECT job_id FROM sluice.enqueue(%lld, 'sleep', '{\"ms\": 4000}')", org);
+	id = t_intf(db, "SELECT job_id FROM sluice.enqueue(%lld, 'sleep', '{\"ms\": 4000}')", org);
 	a = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job WHERE state = 'running'", 20000));
 	r = t_query(db, "SELECT claim_token, worker_id FROM sluice.job", 0, NULL);
@@ -190,10 +165,10 @@ START_TEST(busy_workers_still_reap_a_lost_one)
 	pid_t a, b;
 
 	t_exec(db, "UPDATE sluice.setting SET value = '2 seconds' WHERE name = 'lease'");
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
 	b = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job WHERE state = 'running'", 20000));
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
 	a = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 2 FROM sluice.job WHERE state = 'running'", 20000));
 	ck_assert_int_eq(t_stop(a, SIGKILL), 128 + SIGKILL);
@@ -212,7 +187,7 @@ START_TEST(sigterm_gives_back_held_jobs_and_exits_zero)
 	int i;
 
 	for (i = 0; i < 5; i++)
-		sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 30000}')", org);
+		t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 30000}')", org);
 	w = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 5 FROM sluice.job WHERE state = 'running'", 20000));
 	ck_assert_int_eq(t_stop(w, SIGTERM), 0);
@@ -231,7 +206,7 @@ START_TEST(slow_job_releases_the_rest_of_its_batch)
 	int i;
 
 	for (i = 0; i < 4; i++)
-		sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 1500}')", org);
+		t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 1500}')", org);
 	a = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 4 FROM sluice.job WHERE state = 'running'", 20000));
 	/* After 200 ms the three it has not started go back, attempts untouched. */
@@ -252,7 +227,7 @@ START_TEST(heartbeats_keep_a_long_job)
 	pid_t w;
 
 	t_exec(db, "UPDATE sluice.setting SET value = '1 second' WHERE name = 'lease'");
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 3500}')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 3500}')", org);
 	w = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job_archive", 30000));
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job_archive WHERE state = 'done'"
@@ -267,7 +242,7 @@ START_TEST(kind_timeout_fails_the_attempt)
 	pid_t w;
 
 	t_exec(db, "UPDATE sluice.kind_policy SET timeout = '300 ms' WHERE kind = 'sleep'");
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'sleep', '{\"ms\": 20000}')", org);
 	w = t_worker_start(url, env, log_path);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job WHERE state = 'retrying'"
 	                   " AND last_error LIKE 'job timed out after %'", 20000));
@@ -283,10 +258,10 @@ START_TEST(sleeping_worker_wakes_on_notify)
 
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.worker WHERE waiting_until > now() + interval '30 s'",
 	                   20000));
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'noop')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'noop')", org);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job_archive WHERE state = 'done'", 15000));
 	/* A job due in 2 s wakes it at its time too (the wake-up was recomputed). */
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'noop', '{}', 3, now() + interval '2 seconds')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'noop', '{}', 3, now() + interval '2 seconds')", org);
 	ck_assert(wait_sql("SELECT count(*) = 2 FROM sluice.job_archive WHERE state = 'done'", 15000));
 	ck_assert_int_eq(t_stop(w, SIGTERM), 0);
 }
@@ -298,7 +273,7 @@ START_TEST(works_without_listen)
 	pid_t w = t_worker_start(url, env, log_path);
 
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.worker WHERE waiting_until IS NOT NULL", 20000));
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'noop')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'noop')", org);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job_archive WHERE state = 'done'", 15000));
 	ck_assert(wait_log("\"listen\":false", 1000));
 	ck_assert_int_eq(t_stop(w, SIGTERM), 0);
@@ -314,7 +289,7 @@ START_TEST(reconnects_when_its_session_is_killed)
 	                   " AND application_name = 'sluice-worker'", 20000));
 	t_exec(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
 	           " WHERE datname = current_database() AND application_name = 'sluice-worker'");
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'noop')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'noop')", org);
 	ck_assert(wait_sql("SELECT count(*) = 1 FROM sluice.job_archive WHERE state = 'done'", 30000));
 	ck_assert(wait_log("reconnected to the database", 10000));
 	ck_assert_int_eq(t_stop(w, SIGTERM), 0);
@@ -340,7 +315,7 @@ START_TEST(sighup_reloads_the_config_file)
 	fclose(f);
 	kill(w, SIGHUP);
 	/* The loop applies it when it next wakes; a job makes sure it does. */
-	sqlf_exec("SELECT sluice.enqueue(%lld, 'noop')", org);
+	t_execf(db, "SELECT sluice.enqueue(%lld, 'noop')", org);
 	ck_assert(wait_log("\"msg\":\"configuration reloaded\",\"batch\":7", 20000));
 	ck_assert_int_eq(t_stop(w, SIGTERM), 0);
 	unlink(conf_path);
@@ -372,8 +347,8 @@ START_TEST(eight_workers_complete_twenty_thousand_jobs_once_each)
 	pid_t pids[MAX_WORKERS];
 
 	start_many(pids, 8, env);
-	sqlf_exec("SELECT count(*) FROM sluice.enqueue_jobs(%lld, array_fill('noop'::text, ARRAY[20000]))",
-	          org);
+	t_execf(db, "SELECT count(*) FROM sluice.enqueue_jobs(%lld, array_fill('noop'::text, ARRAY[20000]))",
+	            org);
 	ck_assert(wait_sql("SELECT count(*) = 20000 FROM sluice.job_archive", 180000));
 	ck_assert_int_eq(t_int(db, "SELECT count(DISTINCT id) FROM sluice.job_archive"
 	                           " WHERE state = 'done' AND attempts = 1"), 20000);
@@ -391,8 +366,8 @@ START_TEST(postgres_restart_loses_and_repeats_nothing)
 	char cmd[512];
 	pid_t pids[4];
 
-	sqlf_exec("SELECT count(*) FROM sluice.enqueue_jobs(%lld, array_fill('sleep'::text, ARRAY[5000]),"
-	          " array_fill('{\"ms\": 1}'::jsonb, ARRAY[5000]))", org);
+	t_execf(db, "SELECT count(*) FROM sluice.enqueue_jobs(%lld, array_fill('sleep'::text, ARRAY[5000]),"
+	            " array_fill('{\"ms\": 1}'::jsonb, ARRAY[5000]))", org);
 	start_many(pids, 4, env);
 	ck_assert(wait_sql("SELECT count(*) >= 500 FROM sluice.job_archive", 60000));
 	PQfinish(db);

@@ -643,6 +643,27 @@ disarm_watchdog(void)
 	watchdog_armed = 0;
 }
 
+/*
+ * A provider said "slow down": the job's rate-limit bucket, if it has one,
+ * is blocked for every worker until the time given (DESIGN 4 of
+ * schema/0006_rate_limits.sql).  A failure here is logged: the job is
+ * postponed either way.
+ */
+static void
+rate_limit_hit(struct sl_worker *w, const struct held *h, const struct sl_err *e)
+{
+	char id[24], ms[24];
+	const char *params[] = { id, ms, e->msg };
+	struct sl_err err;
+
+	snprintf(id, sizeof(id), "%lld", h->id);
+	snprintf(ms, sizeof(ms), "%ld", e->retry_after_ms > 0 ? e->retry_after_ms : 1000);
+	if (sl_db_exec(w->db, "SELECT sluice.rate_limit_hit($1::bigint, clock_timestamp()"
+	               " + make_interval(secs => $2::bigint / 1000.0), $3)", 3, params, &err))
+		sl_log_warn("cannot block the rate-limit bucket", SLF_I("job", h->id),
+		            SLF_S("error", err.msg), SLF_END);
+}
+
 static void
 run_job(struct sl_worker *w, struct held *h)
 {
@@ -702,6 +723,8 @@ run_job(struct sl_worker *w, struct held *h)
 		sl_jlog(SL_LOG_WARN, &ctx.log, "job released", SLF_S("reason", err.msg),
 		        SLF_I("duration_ms", duration), SLF_END);
 	} else if (err.retry == SL_RETRY_AFTER || err.retry == SL_RETRY_REAUTH) {
+		if (err.code == SL_ERATELIMIT)
+			rate_limit_hit(w, h, &err);
 		add_outcome(w, h, "retry_later", error_detail(&err, 0));
 		sl_jlog(SL_LOG_INFO, &ctx.log, "job postponed", SLF_S("reason", err.msg),
 		        SLF_I("delay_ms", err.retry_after_ms), SLF_I("duration_ms", duration), SLF_END);
@@ -800,7 +823,7 @@ housekeeping(struct sl_worker *w)
 	if (pruned)
 		sl_log_info("pruned finished jobs", SLF_I("count", pruned), SLF_END);
 	if (sl_db_exec(w->db, "SELECT sluice.drop_empty_lanes(), sluice.rescan_all(),"
-	               " sluice.forget_workers(), sluice.prune_oauth_states()", 0, NULL, &err))
+	               " sluice.forget_workers(), sluice.prune_oauth_states(), sluice.prune_rate_slots()", 0, NULL, &err))
 		sl_log_warn("housekeeping failed", SLF_S("error", err.msg), SLF_END);
 	w->next_housekeeping_ms = sl_mono_ms() + w->conf->housekeeping_ms;
 }
