@@ -52,7 +52,7 @@
 	" 'health', json_build_object('status', c.health_status,"                              \
 	"     'last_check', " TS("c.health_checked_at") ", 'latency_ms', c.latency_ms,"        \
 	"     'error_rate', c.error_rate),"                                                    \
-	" 'rate_limit', NULL::json,"                                                           \
+	" 'rate_limit', sluice.connector_rate_limit(c.id),"                                   \
 	" 'last_sync_at', " TS("c.last_sync_at") ", 'next_sync_at', " TS("c.next_sync_at") "," \
 	" 'last_test_at', " TS("c.last_test_at") ","                                           \
 	" 'created_at', " TS("c.created_at") ", 'updated_at', " TS("c.updated_at") ","         \

@@ -27,8 +27,9 @@ number(const PGresult *res, const char *col, json_object **out, struct sl_err *e
 /*
  * {"queue_status": {"total_queued": N, "your_requests": N, "positions": [..],
  *                   "estimated_wait_seconds": N or null},
- *  "rate_limits": {}}
- * rate_limits stays empty until rate-limit policies exist in the schema.
+ *  "rate_limits": {"DV360": {"limit": N, "remaining": N, "reset_at": T}, ...}}
+ * rate_limits has one entry per provider of the org's connectors
+ * (sluice.org_rate_limits).
  */
 int
 api_queue_status(struct api_ctx *c, struct sl_err *err)
@@ -49,7 +50,8 @@ api_queue_status(struct api_ctx *c, struct sl_err *err)
 		goto out;
 	rc = sl_db_query(db, &res,
 	                 "SELECT q.total_queued, q.your_requests, to_json(q.positions)::text AS positions,"
-	                 "       q.estimated_wait_seconds"
+	                 "       q.estimated_wait_seconds,"
+	                 "       sluice.org_rate_limits($1::bigint)::text AS rate_limits"
 	                 "  FROM sluice.queue_status($1::bigint) q",
 	                 1, params, err);
 	if (rc)
@@ -82,7 +84,15 @@ api_queue_status(struct api_ctx *c, struct sl_err *err)
 	}
 	json_object_object_add(answer, "queue_status", status);
 	status = NULL;
-	json_object_object_add(answer, "rate_limits", json_object_new_object());
+	{
+		const char *text = sl_pg_get(res, 0, "rate_limits");
+
+		rc = sl_json_parse(text, strlen(text), &v, err);
+		if (rc)
+			goto out;
+		json_object_object_add(answer, "rate_limits", v);
+		v = NULL;
+	}
 	rc = api_respond_json(c->resp, 200, answer, err);
 out:
 	PQclear(res);

@@ -178,16 +178,11 @@ LANGUAGE sql STABLE AS $$
      WHERE b.id = p_bucket;
 $$;
 
--- The bucket of the most specific policy for a call (DESIGN 1), made on
--- first use.  NULL when no policy covers the provider.
-CREATE FUNCTION sluice.rate_bucket_for(p_org bigint, p_connector uuid, p_provider text,
+-- The most specific policy for a call (DESIGN 1), or NULL.
+CREATE FUNCTION sluice.rate_policy_for(p_org bigint, p_connector uuid, p_provider text,
                                        p_endpoint text DEFAULT NULL)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    p  sluice.rate_policy;
-    v_id bigint;
-BEGIN
-    SELECT * INTO p FROM sluice.rate_policy r
+RETURNS sluice.rate_policy LANGUAGE sql STABLE AS $$
+    SELECT r.* FROM sluice.rate_policy r
      WHERE r.provider = lower(p_provider)
        AND (r.org_id IS NULL OR r.org_id = p_org)
        AND (r.connector_id IS NULL OR r.connector_id = p_connector)
@@ -195,19 +190,30 @@ BEGIN
      ORDER BY r.connector_id IS NOT NULL DESC, r.org_id IS NOT NULL DESC,
               r.endpoint IS NOT NULL DESC
      LIMIT 1;
-    IF NOT FOUND THEN
+$$;
+
+-- The bucket of the most specific policy for a call, made on first use.
+-- NULL when no policy covers the provider.
+CREATE FUNCTION sluice.rate_bucket_for(p_org bigint, p_connector uuid, p_provider text,
+                                       p_endpoint text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    p  sluice.rate_policy := sluice.rate_policy_for(p_org, p_connector, p_provider, p_endpoint);
+    v_org  bigint := CASE WHEN p.per = 'org' THEN p_org END;
+    v_conn uuid := CASE WHEN p.per = 'connector' THEN p_connector END;
+    v_id   bigint;
+BEGIN
+    IF p.id IS NULL THEN
         RETURN NULL;
     END IF;
     INSERT INTO sluice.rate_bucket (policy_id, org_id, connector_id)
-    VALUES (p.id, CASE WHEN p.per = 'org' THEN p_org END,
-            CASE WHEN p.per = 'connector' THEN p_connector END)
+    VALUES (p.id, v_org, v_conn)
     ON CONFLICT (policy_id, org_id, connector_id) DO NOTHING
     RETURNING id INTO v_id;
     IF v_id IS NULL THEN
         SELECT id INTO v_id FROM sluice.rate_bucket
-         WHERE policy_id = p.id
-           AND org_id IS NOT DISTINCT FROM CASE WHEN p.per = 'org' THEN p_org END
-           AND connector_id IS NOT DISTINCT FROM CASE WHEN p.per = 'connector' THEN p_connector END;
+         WHERE policy_id = p.id AND org_id IS NOT DISTINCT FROM v_org
+           AND connector_id IS NOT DISTINCT FROM v_conn;
     END IF;
     RETURN v_id;
 END $$;
@@ -508,3 +514,43 @@ SELECT b.id AS bucket_id, p.provider, p.per, b.org_id, b.connector_id, p.endpoin
   FROM sluice.rate_bucket b
   JOIN sluice.rate_policy p ON p.id = b.policy_id
  CROSS JOIN LATERAL sluice.rate_bucket_windows(b.id) w;
+
+-- A connector's rate-limit state in seed 001's shape, {limit, remaining,
+-- reset_at}: the window of its bucket with the least room left (the one that
+-- will stop it first).  A bucket not made yet has used nothing.  NULL when no
+-- policy covers its provider.
+CREATE FUNCTION sluice.connector_rate_limit(p_connector uuid)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('limit', w.max_calls, 'remaining', w.remaining,
+                              'reset_at', to_char(w.reset_at AT TIME ZONE 'UTC',
+                                                  'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+      FROM sluice.connector c
+     CROSS JOIN LATERAL sluice.rate_policy_for(c.org_id, c.id, c.type) p
+     CROSS JOIN LATERAL (
+         SELECT ww.max_calls, coalesce(u.remaining, ww.max_calls) AS remaining,
+                coalesce(u.reset_at, now()) AS reset_at
+           FROM sluice.rate_window ww
+           LEFT JOIN sluice.rate_bucket b
+                  ON b.policy_id = p.id
+                 AND b.org_id IS NOT DISTINCT FROM CASE WHEN p.per = 'org' THEN c.org_id END
+                 AND b.connector_id IS NOT DISTINCT FROM CASE WHEN p.per = 'connector' THEN c.id END
+           LEFT JOIN LATERAL sluice.rate_bucket_windows(b.id) u ON u.seconds = ww.seconds
+          WHERE ww.policy_id = p.id
+          ORDER BY coalesce(u.remaining, ww.max_calls)::numeric / ww.max_calls, ww.seconds DESC
+          LIMIT 1) w
+     WHERE c.id = p_connector AND p.id IS NOT NULL;
+$$;
+
+-- Seed 001's "rate_limits" of GET /api/v1/connectors/queue and /api/v1/queue:
+-- one entry per provider of the org's connectors, keyed by the provider's
+-- name ("DV360"), with the least room any of its connectors has.
+CREATE FUNCTION sluice.org_rate_limits(p_org bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_object_agg(name, rl), '{}')
+      FROM (SELECT DISTINCT ON (pr.name) pr.name, rl
+              FROM sluice.connector c
+              JOIN sluice.provider pr ON pr.type = c.type
+             CROSS JOIN LATERAL sluice.connector_rate_limit(c.id) rl
+             WHERE c.org_id = p_org AND c.deleted_at IS NULL AND rl IS NOT NULL
+             ORDER BY pr.name, (rl ->> 'remaining')::numeric / (rl ->> 'limit')::numeric) x;
+$$;

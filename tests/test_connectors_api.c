@@ -263,8 +263,17 @@ assert_connector_shape(const char *prefix)
 	(void)jbool(path);
 	snprintf(path, sizeof(path), "%s.config", prefix);
 	ck_assert(json_object_is_type(t_json_get(R.json, path), json_type_object));
+	/* Seed 001's rate_limit: the tightest window of the connector's policy. */
 	snprintf(path, sizeof(path), "%s.rate_limit", prefix);
-	ck_assert(jnull(path));
+	if (!jnull(path)) {
+		ck_assert_int_eq(jlen(path), 3);
+		snprintf(path, sizeof(path), "%s.rate_limit.limit", prefix);
+		ck_assert_int_gt(jint(path), 0);
+		snprintf(path, sizeof(path), "%s.rate_limit.remaining", prefix);
+		ck_assert_int_ge(jint(path), 0);
+		snprintf(path, sizeof(path), "%s.rate_limit.reset_at", prefix);
+		ck_assert(api_is_rfc3339(jstr(path)));
+	}
 	/* Seed 001's health object. */
 	snprintf(path, sizeof(path), "%s.health", prefix);
 	ck_assert_int_eq(jlen(path), 4);

@@ -139,6 +139,18 @@ START_TEST(claim_takes_tokens_and_stops_at_the_limit)
 	                      " AND now() + interval '62 seconds' AND waiting = 1", bucket), 1);
 	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.rate_bucket WHERE id = %lld"
 	                      " AND next_check_at > now() + interval '59 seconds'", bucket), 1);
+	/* Seed 001's shapes: per connector, and per provider for the org. */
+	{
+		char text[512];
+
+		snprintf(text, sizeof(text), "SELECT sluice.connector_rate_limit('%s') - 'reset_at'", c);
+		t_text(db, text, text, sizeof(text));
+		ck_assert_str_eq(text, "{\"limit\": 2, \"remaining\": 0}");
+		snprintf(text, sizeof(text), "SELECT sluice.org_rate_limits(%lld) #>> '{The Trade Desk,"
+		         "remaining}'", org);
+		t_text(db, text, text, sizeof(text));
+		ck_assert_str_eq(text, "0");
+	}
 	/* Workers sleep until then, not for ever. */
 	ck_assert(t_int(db, "SELECT (sluice.next_wakeup() <= now() + interval '62 seconds')::int"));
 

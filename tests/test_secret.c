@@ -663,7 +663,7 @@ START_TEST(retired_key_cannot_be_opened_or_written)
 	            (const char *const[]){ org });
 	snprintf(cid, sizeof(cid), "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
-	snprintf(aad, sizeof(aad), "connector:%s", cid);
+	snprintf(aad, sizeof(aad), "connector:%.36s", cid);
 	seal(kr, s, aad, "{\"api_key\":\"old\"}", &v);
 	r = write_credential(db, cid, &v, NULL);
 	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -756,7 +756,7 @@ START_TEST(rotation_retires_many_old_keys)
 		            (const char *const[]){ org });
 		snprintf(cid[i], sizeof(cid[i]), "%s", PQgetvalue(r, 0, 0));
 		PQclear(r);
-		snprintf(aad, sizeof(aad), "connector:%s", cid[i]);
+		snprintf(aad, sizeof(aad), "connector:%.36s", cid[i]);
 		snprintf(text, sizeof(text), "secret number %d", i);
 		seal(kr, s, aad, text, &v);
 		r = write_credential(db, cid[i], &v, NULL);
@@ -783,7 +783,7 @@ START_TEST(rotation_retires_many_old_keys)
 		for (j = 0; j < N && strcmp(cid[j], PQgetvalue(r, i, 0)); j++)
 			;
 		ck_assert_int_lt(j, N);
-		snprintf(aad, sizeof(aad), "connector:%s", cid[j]);
+		snprintf(aad, sizeof(aad), "connector:%.36s", cid[j]);
 		snprintf(text, sizeof(text), "secret number %d", j);
 		sl_buf_reset(&got);
 		ck_assert_int_eq(open_columns(rot, s, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
@@ -819,7 +819,7 @@ START_TEST(retire_waits_for_a_writer_of_the_old_key)
 	            (const char *const[]){ org });
 	snprintf(cid, sizeof(cid), "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
-	snprintf(aad, sizeof(aad), "connector:%s", cid);
+	snprintf(aad, sizeof(aad), "connector:%.36s", cid);
 	seal(kr, s, aad, "{\"api_key\":\"sealed-before-the-rotation\"}", &v);
 	old_key = v.key_id;
 
@@ -876,7 +876,7 @@ on_stop(int sig)
 static void
 expected_prefix(char *buf, size_t size, const char *cid, long long version)
 {
-	snprintf(buf, size, "{\"cid\":\"%s\",\"v\":%lld,", cid, version);
+	snprintf(buf, size, "{\"cid\":\"%.36s\",\"v\":%lld,", cid, version);
 }
 
 struct load_stats {
@@ -915,7 +915,7 @@ load_child(int me, char cids[][40], int n, struct load_stats *ls)
 		int rc;
 
 		iter++;
-		snprintf(aad, sizeof(aad), "connector:%s", cid);
+		snprintf(aad, sizeof(aad), "connector:%.36s", cid);
 		rc = sl_db_query(s, &res, "SELECT key_id, nonce, ciphertext, version"
 		                 " FROM sluice.credential WHERE connector_id = $1::uuid", 1,
 		                 (const char *const[]){ cid }, &err);
@@ -1033,7 +1033,7 @@ START_TEST(rotation_under_load)
 		struct sl_sealed v;
 		PGresult *w;
 
-		snprintf(aad, sizeof(aad), "connector:%s", cids[i]);
+		snprintf(aad, sizeof(aad), "connector:%.36s", cids[i]);
 		expected_prefix(text, sizeof(text), cids[i], 1);
 		snprintf(text + strlen(text), sizeof(text) - strlen(text), "\"token\":\"initial\"}");
 		seal(kr, s, aad, text, &v);
@@ -1149,7 +1149,7 @@ START_TEST(rotation_under_load)
 	for (i = 0; i < PQntuples(r); i++) {
 		const char *cid = PQgetvalue(r, i, 0);
 
-		snprintf(aad, sizeof(aad), "connector:%s", cid);
+		snprintf(aad, sizeof(aad), "connector:%.36s", cid);
 		sl_buf_reset(&got);
 		ck_assert_msg(open_columns(kr, s, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
 		                           PQgetvalue(r, i, 3), aad, &got, &err) == 0,
@@ -1413,7 +1413,7 @@ START_TEST(lost_master_key_recovery)
 		            (const char *const[]){ org });
 		snprintf(cid[i], sizeof(cid[i]), "%s", PQgetvalue(r, 0, 0));
 		PQclear(r);
-		snprintf(aad, sizeof(aad), "connector:%s", cid[i]);
+		snprintf(aad, sizeof(aad), "connector:%.36s", cid[i]);
 		seal(lost, s, aad, "{\"api_key\":\"k\"}", &v);
 		PQclear(write_credential(db, cid[i], &v, NULL));
 		sl_sealed_release(&v);
@@ -1423,7 +1423,7 @@ START_TEST(lost_master_key_recovery)
 	snprintf(q, sizeof(q), "SELECT sluice.set_connector_enabled('%s', false)", cid[1]);
 	t_exec(db, q);
 	/* The master key is gone: another one can neither open nor seal. */
-	snprintf(aad, sizeof(aad), "connector:%s", cid[0]);
+	snprintf(aad, sizeof(aad), "connector:%.36s", cid[0]);
 	ck_assert_int_eq(sl_secret_seal(fresh, s, aad, "x", 1, &w, &err), SL_EAUTH);
 
 	ck_assert_int_eq(t_int(db, "SELECT sluice.discard_unreadable_secrets()"), 2);

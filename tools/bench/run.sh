@@ -4,7 +4,7 @@
 #
 # Run it as `tools/sluice bench` (which builds a release build first).  Options:
 #   --quick      smaller job counts and shorter runs (a smoke run, not for the README)
-#   --only LIST  comma-separated phases: pgbench,enqueue,api,process,latency,backlog,held
+#   --only LIST  comma-separated phases: pgbench,enqueue,api,process,latency,backlog,held,ratelimit
 #
 # It starts its own PostgreSQL with PostgreSQL's default (durable) settings under
 # /tmp, and its own lighttpd, and removes both at the end.  Figures go to stdout as
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1 ;;
 	--only) ONLY=${2:?--only needs a list}; shift ;;
-	*) echo "usage: run.sh [--quick] [--only pgbench,enqueue,api,process,latency,backlog,held]" >&2
+	*) echo "usage: run.sh [--quick] [--only pgbench,enqueue,api,process,latency,backlog,held,ratelimit]" >&2
 	   exit 2 ;;
 	esac
 	shift
@@ -319,6 +319,70 @@ if want held; then
 	[ -n "${TWO_WORKERS:-}" ] && cmp=" ($(awk -v a="$r" -v b="$TWO_WORKERS" 'BEGIN { printf "%+.1f %%", (a - b) * 100 / b }') vs no held transaction)"
 	row "processing noop jobs, 2 workers, a transaction held open all along (median of $TRIALS: ${rates[*]})" \
 	    "$r jobs/s$cmp" "no more than 10 % lost"
+fi
+
+# ---- rate limits: 10,000 jobs behind an exhausted bucket ----------------------------
+
+if want ratelimit; then
+	log "10,000 rate-limited jobs waiting on an exhausted bucket (100 calls per 10 s)"
+	fresh
+	q "TRUNCATE sluice.rate_slot, sluice.rate_bucket" >/dev/null
+	q "ALTER DATABASE bench SET track_functions = 'pl'" >/dev/null
+	CONN=$(q "SELECT sluice.create_connector($ORG, 'ttd', 'bench')")
+	q "UPDATE sluice.rate_window SET seconds = 10, max_calls = 100
+	    WHERE policy_id = (SELECT id FROM sluice.rate_policy WHERE provider = 'ttd' AND org_id IS NULL)" >/dev/null
+	q "SELECT count(sluice.enqueue_limited($ORG, 'noop', '{}', 3, '$CONN', 'ttd'))
+	     FROM generate_series(1, 10000)" >/dev/null
+	stats() {
+		q "SELECT (SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions
+		            WHERE schemaname = 'sluice' AND funcname = 'claim_jobs') || ' ' ||
+		          (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'sluice.job'::regclass) || ' ' ||
+		          (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'bench') || ' ' ||
+		          (SELECT tup_returned + tup_fetched FROM pg_stat_database WHERE datname = 'bench') || ' ' ||
+		          (SELECT count(*) FROM sluice.job_archive WHERE state = 'done')"
+	}
+	secs=$((SECS * 3))
+	start_workers 2
+	read -r c0 u0 x0 t0 d0 <<<"$(stats)"
+	sleep "$secs"
+	read -r c1 u1 x1 t1 d1 <<<"$(stats)"
+	stop_workers
+	done_jobs=$((d1 - d0))
+	row "rate-limited jobs run from a backlog of 10,000 behind a 100 per 10 s bucket, 2 workers, ${secs} s" \
+	    "$done_jobs jobs ($(awk -v n="$done_jobs" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')/s)" \
+	    "the limit: $((secs * 10)) in ${secs} s"
+	row "... claims per rate-limited job run" \
+	    "$(awk -v c="$((c1 - c0))" -v n="$done_jobs" 'BEGIN { printf "%.2f", (n ? c / n : c) }')" \
+	    "no claim-then-reject: idle workers sleep until the bucket reopens"
+	row "... job rows written per job run (claim + settle)" \
+	    "$(awk -v u="$((u1 - u0))" -v n="$done_jobs" 'BEGIN { printf "%.2f", (n ? u / n : u) }')" \
+	    "the 10,000 waiting jobs are never touched"
+	row "... database transactions / rows read per second" \
+	    "$(( (x1 - x0) / secs )) / $(( (t1 - t0) / secs ))" "while the bucket is exhausted"
+
+	log "processing lane jobs beside 10,000 jobs waiting on an exhausted bucket"
+	rates=()
+	for ((t = 0; t < TRIALS; t++)); do
+		q "TRUNCATE sluice.job_archive, sluice.job_lane, sluice.worker" >/dev/null
+		q "DELETE FROM sluice.job WHERE rate_bucket IS NULL" >/dev/null
+		# Exhaust the bucket for the whole trial.
+		q "UPDATE sluice.rate_window SET seconds = 3600 WHERE policy_id =
+		     (SELECT id FROM sluice.rate_policy WHERE provider = 'ttd' AND org_id IS NULL)" >/dev/null
+		q "INSERT INTO sluice.rate_slot SELECT id, 3600, sluice.rate_slot_start(3600, now()), 100
+		     FROM sluice.rate_bucket ON CONFLICT DO NOTHING" >/dev/null
+		enqueue_bulk "$JOBS"
+		q "CHECKPOINT" >/dev/null
+		start_workers 2
+		while [ "$(q "SELECT count(*) FROM sluice.job WHERE rate_bucket IS NULL")" != 0 ]; do sleep 0.1; done
+		stop_workers
+		rates+=("$(processing_rate)")
+	done
+	r=$(printf '%s\n' "${rates[@]}" | median)
+	cmp=""
+	[ -n "${TWO_WORKERS:-}" ] && cmp=" ($(awk -v a="$r" -v b="$TWO_WORKERS" 'BEGIN { printf "%+.1f %%", (a - b) * 100 / b }') vs without them)"
+	row "processing noop jobs, 2 workers, 10,000 jobs waiting on an exhausted bucket (median of $TRIALS: ${rates[*]})" \
+	    "$r jobs/s$cmp" "the waiting jobs cost the others nothing"
+	q "ALTER DATABASE bench RESET track_functions" >/dev/null
 fi
 
 # ---- the table ------------------------------------------------------------------
