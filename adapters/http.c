@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -402,11 +403,38 @@ sl_http_do(const struct sl_http_request *req, struct sl_http_response *resp, str
 	}
 	ra = sl_http_header(resp, "Retry-After");
 	resp->retry_after_ms = ra ? sl_http_retry_after_ms(ra, (long long)time(NULL)) : -1;
+	if (resp->retry_after_ms < 0) {
+		static const char *const reset_headers[] = {
+			"RateLimit-Reset", "X-RateLimit-Reset", "X-Rate-Limit-Reset",
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(reset_headers) / sizeof(reset_headers[0]); k++) {
+			ra = sl_http_header(resp, reset_headers[k]);
+			if (ra && (resp->retry_after_ms = sl_http_reset_after_ms(ra, time(NULL))) >= 0)
+				break;
+		}
+	}
 out:
 	curl_easy_cleanup(h);   /* before u and hdrs, which it uses */
 	curl_url_cleanup(u);
 	curl_slist_free_all(hdrs);
 	return rc;
+}
+
+long
+sl_http_reset_after_ms(const char *value, long long now)
+{
+	static const long long max_s = 7LL * 86400;
+	long long v;
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (sl_parse_lln(value, strcspn(value, " \t"), 0, LLONG_MAX / 2, &v))
+		return -1;
+	if (v > 1000000000LL)   /* a Unix time, not a delay: 2001 and later */
+		v = v > now ? v - now : 0;
+	return (long)((v > max_s ? max_s : v) * 1000);
 }
 
 long

@@ -36,7 +36,8 @@ struct sl_http_response {
 	struct sl_buf         body;
 	struct sl_http_header headers[SL_HTTP_MAX_HEADERS];  /* of the final response */
 	int                   n_headers;
-	long                  retry_after_ms;  /* from Retry-After (seconds or HTTP date); -1 if absent */
+	long                  retry_after_ms;  /* from Retry-After (seconds or HTTP date), else from
+	                                          a rate-limit reset header; -1 if neither */
 	long long             elapsed_ms;
 };
 
@@ -82,6 +83,16 @@ int sl_http_check(const struct sl_http_response *resp, const char *what, struct 
  * past gives 0), at most 7 days.  -1 when it is neither.
  */
 long sl_http_retry_after_ms(const char *value, long long now);
+
+/*
+ * Milliseconds until a provider's own rate-limit reset header says its
+ * window reopens (RateLimit-Reset, X-RateLimit-Reset, X-Rate-Limit-Reset):
+ * seconds from now, or a Unix time when the number is that large (GitHub,
+ * Shopify and others send one or the other), at most 7 days.  -1 when it is
+ * not a number.  sl_http_do() uses it for retry_after_ms when an answer has
+ * no Retry-After.
+ */
+long sl_http_reset_after_ms(const char *value, long long now);
 
 /*
  * Appends "name=value" (application/x-www-form-urlencoded, '&' between

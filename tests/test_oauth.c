@@ -177,6 +177,22 @@ START_TEST(retry_after_both_forms)
 }
 END_TEST
 
+/* A provider's own reset header: seconds from now, or a Unix time. */
+START_TEST(rate_limit_reset_headers)
+{
+	const long long now = 1784500000;   /* 2026-07-20 */
+
+	ck_assert_int_eq(sl_http_reset_after_ms("30", now), 30000);
+	ck_assert_int_eq(sl_http_reset_after_ms(" 0 ", now), 0);
+	ck_assert_int_eq(sl_http_reset_after_ms("1784500045", now), 45000);
+	ck_assert_int_eq(sl_http_reset_after_ms("1784499000", now), 0);
+	ck_assert_int_eq(sl_http_reset_after_ms("99999999", now), 7L * 86400 * 1000);
+	ck_assert_int_eq(sl_http_reset_after_ms("soon", now), -1);
+	ck_assert_int_eq(sl_http_reset_after_ms("-3", now), -1);
+	ck_assert_int_eq(sl_http_reset_after_ms("", now), -1);
+}
+END_TEST
+
 START_TEST(id_token_claims)
 {
 	json_object *c, *v;
@@ -879,6 +895,7 @@ make_suite(void)
 	tcase_add_test(unit, urlencode_and_form);
 	tcase_add_test(unit, authorize_url_shape);
 	tcase_add_test(unit, retry_after_both_forms);
+	tcase_add_test(unit, rate_limit_reset_headers);
 	tcase_add_test(unit, id_token_claims);
 	tcase_add_test(unit, plain_http_only_to_loopback);
 	suite_add_tcase(s, unit);

@@ -386,9 +386,10 @@ START_TEST(eight_workers_never_exceed_the_limit)
 END_TEST
 
 /*
- * A 429 with Retry-After blocks the bucket for every worker: after it, no
- * call leaves until the time it gave (those already on the wire aside), the
- * job comes back without spending an attempt, and rate_limit_hit is emitted.
+ * A 429 blocks the bucket for every worker: after it, no call leaves until
+ * the time it gave (those already on the wire aside), the job comes back
+ * without spending an attempt, and rate_limit_hit is emitted.  This 429 says
+ * when in the provider's own header (X-RateLimit-Reset), without Retry-After.
  */
 START_TEST(a_429_blocks_every_worker)
 {
@@ -402,7 +403,7 @@ START_TEST(a_429_blocks_every_worker)
 	fake_connector(&fake, c);
 	policy("trustfile", "connector", 5, 1000);
 	t_fake_post(&fake, "/__control/fault", "{\"status\": 429, \"count\": 1, \"after\": 20,"
-	                                       " \"retry_after\": 2}");
+	                                       " \"reset\": 2}");
 	t_execf(db, "SELECT sluice.enqueue_limited(%lld, 'connector.check', '{\"path\": \"/report\"}', 3,"
 	      " '%s', 'trustfile') FROM generate_series(1, 100)", org, c);
 	snprintf(log_path, sizeof(log_path), "/tmp/sluice-rate429-test-%ld.log", (long)getpid());
@@ -423,7 +424,10 @@ START_TEST(a_429_blocks_every_worker)
 			gap_start = ms;   /* the first call sent after the block was known */
 	}
 	ck_assert_msg(at429 > 0, "the fake never answered 429");
-	ck_assert_msg(gap_start >= at429 + 1900, "a call left %lld ms after the 429 (Retry-After 2 s)",
+	ck_assert_msg(gap_start >= at429 + 1900, "a call left %lld ms after the 429 (reset in 2 s)",
+	              gap_start - at429);
+	/* ... and the block was the provider's 2 s, not a default. */
+	ck_assert_msg(gap_start < at429 + 10000, "calls resumed only %lld ms after the 429",
 	              gap_start - at429);
 	json_object_put(stats);
 	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE type = 'rate_limit_hit'"

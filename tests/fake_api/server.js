@@ -10,8 +10,9 @@
 //   GET  /__control/stats   {"total": n, "windows": {"<epoch s of window start>": n, ...},
 //                            "max_in_window": n, "rejected": n}
 //   GET  /__control/arrivals {"arrivals": [[epoch ms, status], ...]}
-//   POST /__control/fault   {"status": 429|500|503, "count": n, "after": n, "retry_after": s}:
-//                           after `after` more good answers, the next n fail so
+//   POST /__control/fault   {"status": 429|500|503, "count": n, "after": n, "retry_after": s,
+//                            "reset": s}: after `after` more good answers, the next n
+//                           fail so, with Retry-After and/or X-RateLimit-Reset
 //   POST /__control/delay   {"ms": n}
 //   POST /__control/reset
 'use strict';
@@ -58,7 +59,7 @@ async function control(req, res, what) {
   const body = await readBody(req);
   if (what === 'fault') {
     fault = { status: body.status, count: body.count || 1, after: body.after || 0,
-              retry_after: body.retry_after };
+              retry_after: body.retry_after, reset: body.reset };
   }
   else if (what === 'delay') delayMs = body.ms || 0;
   else if (what === 'reset') {
@@ -85,7 +86,9 @@ const server = http.createServer(async (req, res) => {
     fault.count--;
     rejected++;
     arrivals.push([arrived, fault.status]);
-    const headers = fault.retry_after !== undefined ? { 'Retry-After': String(fault.retry_after) } : {};
+    const headers = {};
+    if (fault.retry_after !== undefined) headers['Retry-After'] = String(fault.retry_after);
+    if (fault.reset !== undefined) headers['X-RateLimit-Reset'] = String(fault.reset);
     return json(res, fault.status, { error: fault.status === 429 ? 'rate limit exceeded' : 'server error' }, headers);
   }
   arrivals.push([arrived, 200]);
