@@ -275,11 +275,11 @@ START_TEST(held_connector_holds_gated_jobs)
 END_TEST
 
 /*
- * Exactness (DESIGN 3 of schema/0006_rate_limits.sql): 8 workers make 1,000
- * calls under a policy of 100 calls per 5 seconds against a fake that counts
+ * Exactness (DESIGN 3 of schema/0006_rate_limits.sql): 8 workers make 600
+ * calls under a policy of 50 calls per 5 seconds against a fake that counts
  * what arrives in each fixed 5-second window.  No window ever sees more than
- * 100, and the full windows carry at least 95 % of the limit: it is
- * reached, not crawled under.  (Seed 001's policies are per minute or
+ * 50, and the full windows carry at least 95 % of the limit: it is reached,
+ * not crawled under.  (Seed 001's policies are per minute or
  * longer; 5-second windows make the same mechanism testable in under a
  * minute.  The slots are 1/60 of the window either way.)
  */
@@ -337,15 +337,15 @@ START_TEST(eight_workers_never_exceed_the_limit)
 
 	t_fake_start(&fake, "fake_api/server.js", "5");
 	fake_connector(&fake, c);
-	policy("trustfile", "connector", 5, 100);
+	policy("trustfile", "connector", 5, 50);
 	t_execf(db, "SELECT sluice.enqueue_limited(%lld, 'connector.check', '{\"path\": \"/report\"}', 3,"
-	      " '%s', 'trustfile') FROM generate_series(1, 1000)", org, c);
+	      " '%s', 'trustfile') FROM generate_series(1, 600)", org, c);
 	snprintf(log_path, sizeof(log_path), "/tmp/sluice-rate-test-%ld.log", (long)getpid());
-	run_workers(8, 1000, log_path);
+	run_workers(8, 600, log_path);
 
 	stats = t_fake_get(&fake, "/__control/stats");
-	ck_assert_int_eq(json_object_get_int64(json_object_object_get(stats, "total")), 1000);
-	ck_assert_int_le(json_object_get_int64(json_object_object_get(stats, "max_in_window")), 100);
+	ck_assert_int_eq(json_object_get_int64(json_object_object_get(stats, "total")), 600);
+	ck_assert_int_le(json_object_get_int64(json_object_object_get(stats, "max_in_window")), 50);
 	windows = json_object_object_get(stats, "windows");
 	{
 		json_object_object_foreach(windows, start, count) {
@@ -376,8 +376,8 @@ START_TEST(eight_workers_never_exceed_the_limit)
 				full++;
 			}
 		}
-		ck_assert_msg(sum * 100 >= full * 100 * 95, "the full windows carried %lld calls, under"
-		              " 95 %% of %lld x 100: %s", sum, full, json_object_to_json_string(windows));
+		ck_assert_msg(sum * 100 >= full * 50 * 95, "the full windows carried %lld calls, under"
+		              " 95 %% of %lld x 50: %s", sum, full, json_object_to_json_string(windows));
 	}
 	json_object_put(stats);
 	t_fake_stop(&fake);
