@@ -401,7 +401,15 @@ BEGIN
     END IF;
 END $$;
 
--- A worker sleeps no later than the earliest bucket that will have room.
+-- When the earliest piece of held work is due for a look: here, the
+-- earliest bucket that will have room (0007 adds circuits).
+CREATE FUNCTION sluice.next_held_check()
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT min(b.next_check_at) FROM sluice.rate_bucket b;
+$$;
+
+-- A worker sleeps no later than the next held check (0002's next_wakeup()
+-- with one more term).
 CREATE OR REPLACE FUNCTION sluice.next_wakeup()
 RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT least(
@@ -416,7 +424,7 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
           WHERE j.state = 'running'
             AND j.locked_until >= coalesce(nullif(current_setting('sluice.reap_from', true), ''),
                                            '-infinity')::timestamptz),
-        (SELECT min(b.next_check_at) FROM sluice.rate_bucket b));
+        sluice.next_held_check());
 $$;
 
 -- ---- connectors that need a person ------------------------------------------

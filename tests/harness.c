@@ -21,6 +21,10 @@
 #include <strings.h>
 #include <sys/prctl.h>
 
+#include "adapters/credential.h"
+#include "common/db.h"
+#include "common/secret.h"
+
 const char *t_worker_bin = SL_WORKER_BIN;
 const char *t_api_bin = SL_API_BIN;
 const char *t_ctl_bin = SL_CTL_BIN;
@@ -610,6 +614,30 @@ t_fake_post(struct t_fake *f, const char *path, const char *json)
 	snprintf(url, sizeof(url), "%s%s", f->url, path);
 	st = t_http("POST", url, json, &r);
 	ck_assert_msg(st == 200, "POST %s %s: HTTP %ld %s", path, json ? json : "{}", st, r.body);
+}
+
+void
+t_fake_connector(PGconn *c, const char *url, long long org, const struct t_fake *fake, char *id)
+{
+	struct sl_db *sdb = NULL;
+	struct sl_keyring *kr = NULL;
+	struct sl_cred_env env;
+	struct sl_err err;
+	json_object *secrets = json_object_new_object();
+	char config[128];
+
+	t_use_master_key();
+	snprintf(config, sizeof(config), "{\"base_url\": \"%s\"}", fake->url);
+	t_connector(c, org, "trustfile", config, id);
+	ck_assert_int_eq(sl_db_open(&sdb, url, "test", &err), 0);
+	ck_assert_int_eq(sl_keyring_from_env(&kr, &err), 0);
+	env = (struct sl_cred_env){ .db = sdb, .kr = kr, .actor = "test" };
+	json_object_object_add(secrets, "token", json_object_new_string("fake-bearer-token"));
+	ck_assert_int_eq(sl_credential_store(&env, id, secrets, -1, 0, NULL, &err), 0);
+	json_object_put(secrets);
+	sl_keyring_free(kr);
+	sl_db_free(sdb);
+	t_execf(c, "SELECT sluice.set_connector_status('%s', 'connected')", id);
 }
 
 void

@@ -151,6 +151,15 @@ json_object *t_fake_get(struct t_fake *f, const char *path);
 /* POST json (NULL: {}) to path; fails the test unless it answers 200. */
 void t_fake_post(struct t_fake *f, const char *path, const char *json);
 
+/*
+ * A connected trustfile connector of org in the database at url, whose API
+ * is the fake (config.base_url) and whose secret is a bearer token: what a
+ * job calling an outside system needs.  Uses the test master key
+ * (t_use_master_key()).  Its id into id[37].
+ */
+void t_fake_connector(PGconn *c, const char *url, long long org, const struct t_fake *fake,
+                      char *id);
+
 /* ---- The OAuth 2.0 authorization server (tests/oauth_server) -------------
  *
  * A real one: oauth2-mock-server from npm, made strict by server.js (client

@@ -664,6 +664,30 @@ rate_limit_hit(struct sl_worker *w, const struct held *h, const struct sl_err *e
 		            SLF_S("error", err.msg), SLF_END);
 }
 
+/*
+ * Tells the connector's circuit breaker how its outside system did (DESIGN 1
+ * and 3 of schema/0007_circuits.sql): a success, or a transient failure
+ * (5xx, a timeout, a connection error).  Other errors say nothing about the
+ * system's health and are not recorded.  A failure here is logged: the
+ * job's outcome stands either way.
+ */
+static void
+circuit_record(struct sl_worker *w, const struct held *h, int rc, const struct sl_err *e)
+{
+	char id[24];
+	const char *params[] = { h->connector, id, rc == 0 ? "t" : "f" };
+	struct sl_err err;
+
+	if (!h->connector[0] || (rc != 0 && !((e->code == SL_EHTTP || e->code == SL_ETIMEOUT)
+	                                      && e->retry == SL_RETRY_BACKOFF)))
+		return;
+	snprintf(id, sizeof(id), "%lld", h->id);
+	if (sl_db_exec(w->db, "SELECT sluice.circuit_record($1::uuid, $2::bigint, $3::boolean)",
+	               3, params, &err))
+		sl_log_warn("cannot record the outcome in the circuit breaker", SLF_I("job", h->id),
+		            SLF_S("error", err.msg), SLF_END);
+}
+
 static void
 run_job(struct sl_worker *w, struct held *h)
 {
@@ -708,6 +732,8 @@ run_job(struct sl_worker *w, struct held *h)
 	w->mean_job_ms = w->mean_job_ms <= 0 ? (double)duration
 	               : 0.8 * w->mean_job_ms + 0.2 * (duration ? (double)duration : 0.1);
 
+	if (rc != SL_ECANCELLED)
+		circuit_record(w, h, rc, &err);
 	if (rc == 0) {
 		char *text = result ? sl_strdup(sl_json_text(result)) : NULL;
 
