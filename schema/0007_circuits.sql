@@ -138,7 +138,7 @@ CREATE TRIGGER job_circuit_insert BEFORE INSERT ON sluice.job
                        AND NEW.run_at <> '9999-01-01 00:00:00+00'
                        AND NEW.run_at <> '9998-01-01 00:00:00+00')
     EXECUTE FUNCTION sluice.circuit_hold_job();
-CREATE TRIGGER job_circuit_update BEFORE UPDATE OF run_at, state ON sluice.job
+CREATE TRIGGER job_circuit_update BEFORE UPDATE OF run_at ON sluice.job
     FOR EACH ROW WHEN (NEW.connector_id IS NOT NULL AND NEW.state <> 'running'
                        AND NEW.run_at <> '9999-01-01 00:00:00+00'
                        AND NEW.run_at <> '9998-01-01 00:00:00+00')

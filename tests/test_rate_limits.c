@@ -275,8 +275,8 @@ END_TEST
  * Exactness (DESIGN 3 of schema/0006_rate_limits.sql): 8 workers make 600
  * calls under a policy of 50 calls per 5 seconds against a fake that counts
  * what arrives in each fixed 5-second window.  No window ever sees more than
- * 50, and the full windows reach 95 % of the limit: it is reached, not
- * crawled under.  (Seed 001's policies are per minute or
+ * 50, and over the run the calls come at 95 % of the limit or more: it is
+ * reached, not crawled under.  (Seed 001's policies are per minute or
  * longer; 5-second windows make the same mechanism testable in under a
  * minute.  The slots are 1/60 of the window either way.)
  */
@@ -332,26 +332,20 @@ START_TEST(eight_workers_never_exceed_the_limit)
 		}
 	}
 	/*
-	 * The windows between the first and the last (both partial) reach the
-	 * limit: at least 95 % of it in three of every four.  (Not in all: a
-	 * stall of the machine, say autovacuum of another test's 100,000 jobs on
-	 * the shared cluster, leaves a window short without the limiter being
-	 * slow; and the first full windows may carry less as the limiter counts
-	 * any 5 s, the fake fixed 5 s.)
+	 * The limit is reached, not crawled under: after the first window's
+	 * calls, the rest came at 95 % of 50 per 5 s or more.  (Measured over the
+	 * whole run rather than per fixed window: the limiter counts any 5 s
+	 * (plus one slot), so when its bursts drift across the fake's window
+	 * boundaries one fixed window can see fewer calls and the next makes up.)
 	 */
 	ck_assert_int_ge(n_windows, 10);
 	{
-		long long reached = 0, full = 0;
-		json_object_object_foreach(windows, start, count) {
-			long long w = strtoll(start, NULL, 10);
+		long long first_ms = json_object_get_int64(json_object_object_get(stats, "first_ms"));
+		long long last_ms = json_object_get_int64(json_object_object_get(stats, "last_ms"));
+		double per_window = (600.0 - 50) / ((double)(last_ms - first_ms) / 5000.0);
 
-			if (w != first && w != last) {
-				reached += json_object_get_int64(count) * 100 >= 50 * 95;
-				full++;
-			}
-		}
-		ck_assert_msg(reached * 4 >= full * 3, "only %lld of %lld full windows reached 95 %% of"
-		              " the limit: %s", reached, full, json_object_to_json_string(windows));
+		ck_assert_msg(per_window >= 50 * 0.95, "%.1f calls per 5 s, under 95 %% of 50: %s",
+		              per_window, json_object_to_json_string(windows));
 	}
 	json_object_put(stats);
 	t_fake_stop(&fake);

@@ -8,7 +8,8 @@
 // unless a fault is armed.  Without a bearer token: 401 with WWW-Authenticate.
 // Control (JSON):
 //   GET  /__control/stats   {"total": n, "windows": {"<epoch s of window start>": n, ...},
-//                            "max_in_window": n, "rejected": n}
+//                            "max_in_window": n, "rejected": n,
+//                            "first_ms": epoch ms of the first call, "last_ms": of the last}
 //   GET  /__control/arrivals {"arrivals": [[epoch ms, status], ...]}
 //   POST /__control/fault   {"status": 429|500|503, "count": n, "after": n, "retry_after": s,
 //                            "reset": s}: after `after` more good answers, the next n
@@ -53,7 +54,10 @@ async function control(req, res, what) {
     const obj = {};
     let max = 0;
     for (const [k, v] of windows) { obj[k] = v; max = Math.max(max, v); }
-    return json(res, 200, { total, windows: obj, max_in_window: max, rejected });
+    const first = arrivals.length ? arrivals[0][0] : null;
+    const last = arrivals.length ? arrivals[arrivals.length - 1][0] : null;
+    return json(res, 200, { total, windows: obj, max_in_window: max, rejected,
+                            first_ms: first, last_ms: last });
   }
   if (what === 'arrivals') return json(res, 200, { arrivals });
   const body = await readBody(req);
