@@ -29,7 +29,9 @@ static const struct api_route routes[] = {
 	  .scope = "read" },
 	{ .method = "POST", .pattern = "/api/v1/connectors", .handler = api_connector_create,
 	  .scope = "write", .action = "connector.create", .body = 1 },
-	/* Before {id}: "oauth" is not a connector. */
+	/* Before {id}: "queue" and "oauth" are not connectors.  Seed 001's path of the queue. */
+	{ .method = "GET", .pattern = "/api/v1/connectors/queue", .handler = api_queue_status,
+	  .scope = "read" },
 	{ .method = "POST", .pattern = "/api/v1/connectors/oauth/initiate",
 	  .handler = api_oauth_initiate, .scope = "write", .action = "oauth.initiate", .body = 1 },
 	{ .method = "POST", .pattern = "/api/v1/connectors/oauth/callback",

@@ -910,6 +910,16 @@ START_TEST(queue_status_matches_rows)
 	call_simple("GET", "/api/v1/queue", key_b_write, NULL);
 	ck_assert_int_eq(jint("queue_status.your_requests"), 1);
 	ck_assert_int_eq(jint("queue_status.positions.0"), 1);
+
+	/* Seed 001's path answers the same. */
+	{
+		char *plain = strdup(R.body);
+
+		call_simple("GET", "/api/v1/connectors/queue", key_b_write, NULL);
+		ck_assert_int_eq(R.status, 200);
+		ck_assert_str_eq(R.body, plain);
+		free(plain);
+	}
 }
 END_TEST
 
