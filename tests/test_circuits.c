@@ -323,14 +323,14 @@ END_TEST
 /*
  * A burst of five 500s: the circuit opens after exactly five failures, no
  * call reaches the fake until half_open_at, circuit_opened is emitted, and
- * after two good trials it closes and every job ends done.  One worker
- * claiming one job at a time: a worker runs the jobs it has already claimed
- * (see the report of schema/0007_circuits.sql's limits in docs/ops.md).
+ * after two good trials it closes and every job ends done.  One worker with
+ * its usual batch: the jobs of the batch it has not started go back when the
+ * circuit opens, rather than on to the failing system.
  */
 START_TEST(worker_opens_and_recovers)
 {
-	static const char *const worker_env[] = { "SLUICE_WORKER_BATCH=1",
-	                                          "SLUICE_WORKER_REAP_INTERVAL=500ms", NULL };
+	/* Its whole batch is the connector's: those not started go back when it opens. */
+	static const char *const worker_env[] = { "SLUICE_WORKER_REAP_INTERVAL=500ms", NULL };
 	struct t_fake fake;
 	json_object *stats, *arrivals;
 	char c[37], log_path[128], sql[256];

@@ -665,11 +665,44 @@ rate_limit_hit(struct sl_worker *w, const struct held *h, const struct sl_err *e
 }
 
 /*
+ * Gives back the unstarted jobs of the batch that belong to connector, whose
+ * circuit has just opened: on their way back they are held with the rest of
+ * the connector's jobs (DESIGN 2 of schema/0007_circuits.sql) instead of
+ * being sent to a system that is failing.  The running job (before next) is
+ * not moved.
+ */
+static void
+give_back_connector(struct sl_worker *w, const char *connector)
+{
+	size_t i, kept = w->next, given = 0;
+
+	for (i = w->next; i < w->n_batch; i++) {
+		struct held *b = &w->batch[i];
+
+		if (strcmp(b->connector, connector)) {
+			if (kept != i)
+				w->batch[kept] = *b;
+			kept++;
+			continue;
+		}
+		add_outcome(w, b, "release", NULL);
+		sl_free(b->payload);
+		b->payload = NULL;
+		given++;
+	}
+	w->n_batch = kept;
+	if (given)
+		sl_log_info("circuit open: gave back the connector's unstarted jobs",
+		            SLF_S("connector", connector), SLF_I("count", (long long)given), SLF_END);
+}
+
+/*
  * Tells the connector's circuit breaker how its outside system did (DESIGN 1
  * and 3 of schema/0007_circuits.sql): a success, or a transient failure
  * (5xx, a timeout, a connection error).  Other errors say nothing about the
- * system's health and are not recorded.  A failure here is logged: the
- * job's outcome stands either way.
+ * system's health and are not recorded.  When the circuit is open after it,
+ * the batch's other jobs for the connector go back.  A failure here is
+ * logged: the job's outcome stands either way.
  */
 static void
 circuit_record(struct sl_worker *w, const struct held *h, int rc, const struct sl_err *e)
@@ -677,15 +710,23 @@ circuit_record(struct sl_worker *w, const struct held *h, int rc, const struct s
 	char id[24];
 	const char *params[] = { h->connector, id, rc == 0 ? "t" : "f" };
 	struct sl_err err;
+	PGresult *res = NULL;
+	const char *state;
 
 	if (!h->connector[0] || (rc != 0 && !((e->code == SL_EHTTP || e->code == SL_ETIMEOUT)
 	                                      && e->retry == SL_RETRY_BACKOFF)))
 		return;
 	snprintf(id, sizeof(id), "%lld", h->id);
-	if (sl_db_exec(w->db, "SELECT sluice.circuit_record($1::uuid, $2::bigint, $3::boolean)",
-	               3, params, &err))
+	if (sl_db_query(w->db, &res, "SELECT sluice.circuit_record($1::uuid, $2::bigint,"
+	                " $3::boolean) AS state", 3, params, &err)) {
 		sl_log_warn("cannot record the outcome in the circuit breaker", SLF_I("job", h->id),
 		            SLF_S("error", err.msg), SLF_END);
+		return;
+	}
+	state = sl_pg_get(res, 0, "state");
+	if (state && !strcmp(state, "open"))
+		give_back_connector(w, h->connector);
+	PQclear(res);
 }
 
 static void
