@@ -423,6 +423,24 @@ out:
 }
 
 long
+sl_http_quota_exhausted_ms(const struct sl_http_response *resp)
+{
+	static const char *const names[] = {
+		"RateLimit-Remaining", "X-RateLimit-Remaining", "X-Rate-Limit-Remaining",
+	};
+	const char *v;
+	long long left;
+	size_t k;
+
+	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		v = sl_http_header(resp, names[k]);
+		if (v && !sl_parse_ll(v, 0, LLONG_MAX, &left))
+			return left > 0 ? -1 : resp->retry_after_ms >= 0 ? resp->retry_after_ms : 60000;
+	}
+	return -1;
+}
+
+long
 sl_http_reset_after_ms(const char *value, long long now)
 {
 	static const long long max_s = 7LL * 86400;

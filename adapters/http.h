@@ -95,6 +95,15 @@ long sl_http_retry_after_ms(const char *value, long long now);
 long sl_http_reset_after_ms(const char *value, long long now);
 
 /*
+ * When a successful answer says the provider's quota is used up
+ * (RateLimit-Remaining, X-RateLimit-Remaining or X-Rate-Limit-Remaining is
+ * 0): milliseconds until it resets (resp->retry_after_ms, else 60 s).  -1
+ * while calls are left or the provider does not say.  The caller blocks its
+ * rate-limit bucket that long rather than waiting for the 429.
+ */
+long sl_http_quota_exhausted_ms(const struct sl_http_response *resp);
+
+/*
  * Appends "name=value" (application/x-www-form-urlencoded, '&' between
  * pairs when form is not empty), both percent-encoded as sl_http_urlencode
  * does (a space is %20, which every form decoder reads as a space).

@@ -354,18 +354,47 @@ START_TEST(eight_workers_never_exceed_the_limit)
 END_TEST
 
 /*
+ * After the call the fake marked `marker` (its status: "429", "exhausted"),
+ * the first call that left once the block was known (200 ms on: calls
+ * already on the wire aside) came between 1.9 s and 10 s later: the
+ * provider's 2 s, for every worker, not a default.
+ */
+static void
+assert_blocked_after(struct t_fake *fake, const char *marker)
+{
+	json_object *doc = t_fake_get(fake, "/__control/arrivals");
+	json_object *arrivals = json_object_object_get(doc, "arrivals");
+	long long at = 0, next = 0;
+	size_t i;
+
+	for (i = 0; i < json_object_array_length(arrivals); i++) {
+		json_object *a = json_object_array_get_idx(arrivals, i);
+		long long ms = json_object_get_int64(json_object_array_get_idx(a, 0));
+
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(a, 1)), marker))
+			at = ms;
+		else if (at && ms > at + 200 && !next)
+			next = ms;
+	}
+	json_object_put(doc);
+	ck_assert_msg(at > 0, "the fake never answered %s", marker);
+	ck_assert_msg(next > 0, "every call after the %s answer left within 200 ms of it", marker);
+	ck_assert_msg(next >= at + 1900, "a call left %lld ms after the %s answer (reset in 2 s)",
+	              next - at, marker);
+	ck_assert_msg(next < at + 10000, "calls resumed only %lld ms after the %s answer", next - at,
+	              marker);
+}
+
+/*
  * A 429 blocks the bucket for every worker: after it, no call leaves until
- * the time it gave (those already on the wire aside), the job comes back
- * without spending an attempt, and rate_limit_hit is emitted.  This 429 says
- * when in the provider's own header (X-RateLimit-Reset), without Retry-After.
+ * the time it gave, the job comes back without spending an attempt, and
+ * rate_limit_hit is emitted.  This 429 says when in the provider's own header
+ * (X-RateLimit-Reset), without Retry-After.
  */
 START_TEST(a_429_blocks_every_worker)
 {
 	struct t_fake fake;
-	json_object *stats, *arrivals;
 	char c[37], log_path[128];
-	long long at429 = 0, gap_start = 0;
-	size_t i, n;
 
 	t_fake_start(&fake, "fake_api/server.js", "5");
 	t_fake_connector(db, url, org, &fake, c);
@@ -373,36 +402,45 @@ START_TEST(a_429_blocks_every_worker)
 	t_fake_post(&fake, "/__control/fault", "{\"status\": 429, \"count\": 1, \"after\": 20,"
 	                                       " \"reset\": 2}");
 	t_execf(db, "SELECT sluice.enqueue_limited(%lld, 'connector.check', '{\"path\": \"/report\"}', 3,"
-	      " '%s', 'trustfile') FROM generate_series(1, 100)", org, c);
+	        " '%s', 'trustfile') FROM generate_series(1, 100)", org, c);
 	snprintf(log_path, sizeof(log_path), "/tmp/sluice-rate429-test-%ld.log", (long)getpid());
 	run_workers(8, 100, log_path);
 
-	stats = t_fake_get(&fake, "/__control/arrivals");
-	arrivals = json_object_object_get(stats, "arrivals");
-	n = json_object_array_length(arrivals);
-	ck_assert_int_eq(n, 101);
-	for (i = 0; i < n; i++) {
-		json_object *a = json_object_array_get_idx(arrivals, i);
-		long long ms = json_object_get_int64(json_object_array_get_idx(a, 0));
-		int status = json_object_get_int(json_object_array_get_idx(a, 1));
-
-		if (status == 429)
-			at429 = ms;
-		else if (at429 && ms > at429 + 200 && !gap_start)
-			gap_start = ms;   /* the first call sent after the block was known */
-	}
-	ck_assert_msg(at429 > 0, "the fake never answered 429");
-	ck_assert_msg(gap_start >= at429 + 1900, "a call left %lld ms after the 429 (reset in 2 s)",
-	              gap_start - at429);
-	/* ... and the block was the provider's 2 s, not a default. */
-	ck_assert_msg(gap_start < at429 + 10000, "calls resumed only %lld ms after the 429",
-	              gap_start - at429);
-	json_object_put(stats);
+	assert_blocked_after(&fake, "429");
 	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE type = 'rate_limit_hit'"
-	                      " AND connector_id = '%s'", c), 1);
+	                        " AND connector_id = '%s'", c), 1);
 	/* Rescheduled, not failed: every job is done on its first counted attempt. */
 	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job_archive WHERE state = 'done'"
 	                           " AND attempts = 1 AND errors = '[]'"), 100);
+	t_fake_stop(&fake);
+	unlink(log_path);
+}
+END_TEST
+
+/*
+ * A successful answer that says no calls are left (X-RateLimit-Remaining: 0)
+ * blocks the bucket until its reset too, before any 429: the call that
+ * learned it is done, and nothing leaves until the window resets.
+ */
+START_TEST(quota_used_up_blocks_before_a_429)
+{
+	struct t_fake fake;
+	char c[37], log_path[128];
+
+	t_fake_start(&fake, "fake_api/server.js", "5");
+	t_fake_connector(db, url, org, &fake, c);
+	policy("trustfile", "connector", 5, 1000);
+	t_fake_post(&fake, "/__control/quota", "{\"after\": 20, \"reset\": 2}");
+	t_execf(db, "SELECT sluice.enqueue_limited(%lld, 'connector.check', '{\"path\": \"/report\"}', 3,"
+	        " '%s', 'trustfile') FROM generate_series(1, 60)", org, c);
+	snprintf(log_path, sizeof(log_path), "/tmp/sluice-quota-test-%ld.log", (long)getpid());
+	run_workers(8, 60, log_path);
+
+	assert_blocked_after(&fake, "exhausted");
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.event WHERE type = 'rate_limit_hit'"
+	                        " AND connector_id = '%s'", c), 1);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.job_archive WHERE state = 'done'"
+	                           " AND attempts = 1"), 60);
 	t_fake_stop(&fake);
 	unlink(log_path);
 }
@@ -428,6 +466,7 @@ make_suite(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, eight_workers_never_exceed_the_limit);
 	tcase_add_test(tc, a_429_blocks_every_worker);
+	tcase_add_test(tc, quota_used_up_blocks_before_a_429);
 	suite_add_tcase(s, tc);
 	return s;
 }

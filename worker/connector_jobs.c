@@ -72,6 +72,27 @@ record_check(struct sl_db *db, const char *connector_id, int ok, long long laten
 	                  " $3::integer, $4)", 4, params, &ignored);
 }
 
+/*
+ * A provider whose answer says no calls are left until its window resets:
+ * the job's rate-limit bucket is blocked until then for every worker
+ * (sluice.rate_limit_hit), before the next call meets a 429.
+ */
+static void
+quota_check(struct sl_db *db, const struct sl_job *job, const struct sl_http_response *resp)
+{
+	long ms = sl_http_quota_exhausted_ms(resp);
+	char id[24], delay[24];
+	const char *params[] = { id, delay, "the provider reports no calls left until its window resets" };
+	struct sl_err ignored;
+
+	if (ms < 0)
+		return;
+	snprintf(id, sizeof(id), "%lld", job->id);
+	snprintf(delay, sizeof(delay), "%ld", ms);
+	(void)!sl_db_exec(db, "SELECT sluice.rate_limit_hit($1::bigint, clock_timestamp()"
+	                  " + make_interval(secs => $2::bigint / 1000.0), $3)", 3, params, &ignored);
+}
+
 int
 sl_run_connector_check(struct sl_jobctx *ctx, const struct sl_job *job, json_object **result,
                        struct sl_err *err)
@@ -153,6 +174,7 @@ sl_run_connector_check(struct sl_jobctx *ctx, const struct sl_job *job, json_obj
 	record_check(env.db, job->connector_id, rc == 0, resp.elapsed_ms, rc ? err->msg : NULL);
 	if (rc)
 		goto out;
+	quota_check(env.db, job, &resp);
 	*result = json_object_new_object();
 	if (*result) {
 		json_object_object_add(*result, "status", json_object_new_int64(resp.status));

@@ -15,6 +15,8 @@
 //                            "reset": s}: after `after` more good answers, the next n
 //                           fail so, with Retry-After and/or X-RateLimit-Reset
 //   POST /__control/delay   {"ms": n}
+//   POST /__control/quota   {"after": n, "reset": s}: after n more good answers (which say
+//                           X-RateLimit-Remaining: 1000), one says 0 left until s seconds on
 //   POST /__control/reset
 'use strict';
 
@@ -29,6 +31,7 @@ let total = 0;
 let rejected = 0;
 let fault = null;       // {status, count, retry_after}
 let delayMs = 0;
+let quota = null;       // {after, reset}: the answer after `after` more says 0 calls left
 
 function windowStart(ms) {
   return Math.floor(ms / 1000 / windowSeconds) * windowSeconds;
@@ -66,8 +69,10 @@ async function control(req, res, what) {
               retry_after: body.retry_after, reset: body.reset };
   }
   else if (what === 'delay') delayMs = body.ms || 0;
+  else if (what === 'quota') quota = { after: body.after || 0, reset: body.reset || 60 };
   else if (what === 'reset') {
     windows = new Map(); arrivals = []; total = 0; rejected = 0; fault = null; delayMs = 0;
+    quota = null;
   }
   else return json(res, 404, { error: 'no such control' });
   return json(res, 200, { ok: true });
@@ -97,7 +102,18 @@ const server = http.createServer(async (req, res) => {
   }
   arrivals.push([arrived, 200]);
   if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
-  return json(res, 200, { ok: true });
+  let headers = {};
+  if (quota) {
+    if (quota.after > 0) {
+      quota.after--;
+      headers = { 'X-RateLimit-Remaining': '1000' };
+    } else {
+      headers = { 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': String(quota.reset) };
+      arrivals[arrivals.length - 1][1] = 'exhausted';
+      quota = null;
+    }
+  }
+  return json(res, 200, { ok: true }, headers);
 });
 
 server.listen(port, '127.0.0.1', () => {
