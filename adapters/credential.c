@@ -179,10 +179,11 @@ seal_text(const struct sl_cred_env *e, const char *owner, const char *text,
 
 /* ---- store and load ------------------------------------------------------ */
 
-int
-sl_credential_store(const struct sl_cred_env *e, const char *connector_id, json_object *secrets,
-                    long long expires_in, long long expect_version, long long *version,
-                    struct sl_err *err)
+/* sl_credential_store(); refreshed also stamps refreshed_at (a token refresh's write). */
+static int
+store(const struct sl_cred_env *e, const char *connector_id, json_object *secrets,
+      long long expires_in, long long expect_version, int refreshed, long long *version,
+      struct sl_err *err)
 {
 	char owner[OWNER_MAX], expires[24], expect[24];
 	struct sealed_params p = { 0 };
@@ -198,12 +199,13 @@ sl_credential_store(const struct sl_cred_env *e, const char *connector_id, json_
 	{
 		const char *params[] = { connector_id, p.key_id, p.nonce, p.ct,
 		                         expires_in >= 0 ? expires : NULL,
-		                         expect_version > 0 ? expect : NULL };
+		                         expect_version > 0 ? expect : NULL, refreshed ? "t" : "f" };
 
 		rc = sl_db_query(e->db, &res,
 		    "SELECT sluice.write_credential($1::uuid, $2::integer, $3::bytea, $4::bytea,"
-		    " clock_timestamp() + make_interval(secs => $5::bigint), $6::bigint) AS version",
-		    6, params, err);
+		    " clock_timestamp() + make_interval(secs => $5::bigint), $6::bigint,"
+		    " $7::boolean) AS version",
+		    7, params, err);
 	}
 	if (rc) {
 		if (!strcmp(err->sqlstate, "40001"))
@@ -216,6 +218,14 @@ out:
 	PQclear(res);
 	sealed_params_release(&p);
 	return rc;
+}
+
+int
+sl_credential_store(const struct sl_cred_env *e, const char *connector_id, json_object *secrets,
+                    long long expires_in, long long expect_version, long long *version,
+                    struct sl_err *err)
+{
+	return store(e, connector_id, secrets, expires_in, expect_version, 0, version, err);
 }
 
 /* A connector's credential row, with what decides how it may be used. */
@@ -441,7 +451,7 @@ out:
 
 int
 sl_credential_refresh(const struct sl_cred_env *e, const char *connector_id,
-                      long long seen_version, struct sl_err *err)
+                      long long seen_version, int *refreshed, struct sl_err *err)
 {
 	struct sl_oauth_token t = { .expires_in = -1 };
 	struct sl_cred_meta m;
@@ -449,6 +459,8 @@ sl_credential_refresh(const struct sl_cred_env *e, const char *connector_id,
 	PGresult *res = NULL;
 	int rc, began = 0, ok = 0;
 
+	if (refreshed)
+		*refreshed = 0;
 	rc = begin_unless_open(e->db, &began, err);
 	if (rc)
 		return rc;
@@ -513,18 +525,14 @@ sl_credential_refresh(const struct sl_cred_env *e, const char *connector_id,
 
 	set_member(secrets, "access_token", t.access_token);
 	set_member(secrets, "refresh_token", t.refresh_token);   /* absent: the old one stays */
-	rc = sl_credential_store(e, connector_id, secrets, t.expires_in, m.version, NULL, err);
+	rc = store(e, connector_id, secrets, t.expires_in, m.version, 1, NULL, err);
+	if (!rc && strcmp(m.status, "connected"))
+		rc = record_status(e, connector_id, "connected", NULL, "oauth_connected", NULL, err);
 	if (rc)
 		goto out;
-	if (strcmp(m.status, "connected")) {
-		rc = record_status(e, connector_id, "connected", NULL, "oauth_connected", NULL, err);
-		if (rc)
-			goto out;
-	}
-	rc = sl_db_exec(e->db, "UPDATE sluice.credential SET refreshed_at = now()"
-	                " WHERE connector_id = $1::uuid", 1, (const char *const[]){ connector_id }, err);
-	if (!rc)
-		ok = 1;
+	ok = 1;
+	if (refreshed)
+		*refreshed = 1;
 out:
 	{
 		struct sl_err ferr;
@@ -574,7 +582,7 @@ sl_credential_access_token(const struct sl_cred_env *e, const char *connector_id
 		}
 		json_object_put(secrets);
 		secrets = NULL;
-		rc = sl_credential_refresh(e, connector_id, m.version ? m.version : -1, err);
+		rc = sl_credential_refresh(e, connector_id, m.version ? m.version : -1, NULL, err);
 		if (rc)
 			return rc;
 	}

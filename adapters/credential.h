@@ -100,10 +100,11 @@ int sl_credential_access_token(const struct sl_cred_env *e, const char *connecto
  * row) sets the connector reauth_required with a status message and emits
  * oauth_revoked; the error returned has SL_RETRY_REAUTH.  Other failures
  * change nothing and keep their retry class.  Inside a caller's transaction
- * it runs there; otherwise in its own.
+ * it runs there; otherwise in its own.  *refreshed (may be NULL) says
+ * whether the token endpoint was asked and its answer stored.
  */
 int sl_credential_refresh(const struct sl_cred_env *e, const char *connector_id,
-                          long long seen_version, struct sl_err *err)
+                          long long seen_version, int *refreshed, struct sl_err *err)
 	__attribute__((warn_unused_result));
 
 /*

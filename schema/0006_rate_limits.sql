@@ -356,9 +356,18 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- The claim (DESIGN 2 of 0002 and of this file): first at most one gated job
--- whose bucket has room, then lane jobs for the rest.  The gated job comes
--- first in the answer, so its worker runs it first.
+-- Lets held work that has come due go, before a claim looks: nothing here
+-- (a rate bucket is looked at by claim_gated itself); 0007 adds circuits
+-- turning half-open.  One place, like next_held_check().
+CREATE FUNCTION sluice.promote_held_work()
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+END $$;
+
+-- The claim (DESIGN 2 of 0002 and of this file): held work come due first,
+-- then at most one gated job whose bucket has room, then lane jobs for the
+-- rest.  The gated job comes first in the answer, so its worker runs it
+-- first.
 ALTER FUNCTION sluice.claim_jobs(text, integer) RENAME TO claim_lane_jobs;
 
 CREATE FUNCTION sluice.claim_jobs(p_worker text, p_max integer DEFAULT 1)
@@ -369,11 +378,13 @@ AS $$
 DECLARE
     v_gated  bigint;
     v_paused text[];
-    v_now    timestamptz := clock_timestamp();
+    v_now    timestamptz;
 BEGIN
     IF coalesce(p_max, 1) < 1 THEN
         RETURN;
     END IF;
+    PERFORM sluice.promote_held_work();
+    v_now := clock_timestamp();   -- after it: what it let go is due now
     IF EXISTS (SELECT 1 FROM sluice.rate_bucket WHERE next_check_at <= v_now) THEN
         SELECT coalesce(array_agg(name), '{}') INTO v_paused FROM sluice.pause WHERE scope = 'kind';
         v_gated := sluice.claim_gated(v_paused);

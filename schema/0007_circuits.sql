@@ -314,19 +314,14 @@ BEGIN
     RETURN n;
 END $$;
 
--- The claim: circuits due first (DESIGN 2), then 0006's claim.
-ALTER FUNCTION sluice.claim_jobs(text, integer) RENAME TO claim_jobs_unbroken;
-
-CREATE FUNCTION sluice.claim_jobs(p_worker text, p_max integer DEFAULT 1)
-RETURNS SETOF sluice.claimed_job
-LANGUAGE plpgsql
-SET plan_cache_mode = force_custom_plan
-AS $$
+-- Every claim first turns the circuits that are due half-open (DESIGN 2):
+-- claim_jobs() of 0006 asks this.
+CREATE OR REPLACE FUNCTION sluice.promote_held_work()
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM sluice.circuit WHERE next_check_at <= clock_timestamp()) THEN
         PERFORM sluice.promote_circuits();
     END IF;
-    RETURN QUERY SELECT * FROM sluice.claim_jobs_unbroken(p_worker, p_max);
 END $$;
 
 -- A worker sleeps no later than the earliest circuit due for a look

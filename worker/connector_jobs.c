@@ -25,36 +25,18 @@ sl_run_oauth_refresh(struct sl_jobctx *ctx, const struct sl_job *job, json_objec
                      struct sl_err *err)
 {
 	struct sl_cred_env env;
-	PGresult *res = NULL;
-	long long before = 0, after = 0;
-	int rc;
+	int rc, refreshed = 0;
 
 	rc = need_connector(job, err);
 	if (!rc)
 		rc = sl_job_cred_env(ctx, &env, err);
+	if (!rc)
+		rc = sl_credential_refresh(&env, job->connector_id, 0, &refreshed, err);
 	if (rc)
 		return rc;
-	/* The version before and after tells whether this run asked the provider. */
-	rc = sl_db_query(env.db, &res, "SELECT coalesce((SELECT version FROM sluice.credential"
-	                 " WHERE connector_id = $1::uuid), 0) AS v", 1,
-	                 (const char *const[]){ job->connector_id }, err);
-	if (!rc)
-		(void)!sl_parse_ll(sl_pg_get(res, 0, "v"), 0, INT64_MAX, &before);
-	PQclear(res);
-	res = NULL;
-	if (!rc)
-		rc = sl_credential_refresh(&env, job->connector_id, 0, err);
-	if (!rc)
-		rc = sl_db_query(env.db, &res, "SELECT coalesce((SELECT version FROM sluice.credential"
-		                 " WHERE connector_id = $1::uuid), 0) AS v", 1,
-		                 (const char *const[]){ job->connector_id }, err);
-	if (rc)
-		return rc;
-	(void)!sl_parse_ll(sl_pg_get(res, 0, "v"), 0, INT64_MAX, &after);
-	PQclear(res);
 	*result = json_object_new_object();
 	if (*result)
-		json_object_object_add(*result, "refreshed", json_object_new_boolean(after != before));
+		json_object_object_add(*result, "refreshed", json_object_new_boolean(refreshed));
 	return 0;
 }
 
