@@ -46,7 +46,7 @@ typedef int (*api_handler)(struct api_ctx *c, struct sl_err *err);
  */
 void api_dispatch(struct api_ctx *c);
 
-/* The handlers (jobs.c, queue.c, ops.c, connectors.c, events.c, oauth.c). */
+/* The handlers (jobs.c, queue.c, ops.c, connectors.c, events.c, oauth.c, requests.c). */
 int api_job_create(struct api_ctx *c, struct sl_err *err);
 int api_job_get(struct api_ctx *c, struct sl_err *err);
 int api_job_cancel(struct api_ctx *c, struct sl_err *err);
@@ -66,6 +66,9 @@ int api_audit_list(struct api_ctx *c, struct sl_err *err);
 int api_oauth_initiate(struct api_ctx *c, struct sl_err *err);
 int api_oauth_callback(struct api_ctx *c, struct sl_err *err);
 int api_oauth_browser_callback(struct api_ctx *c, struct sl_err *err);
+int api_fetch_submit(struct api_ctx *c, struct sl_err *err);
+int api_fetch_request_get(struct api_ctx *c, struct sl_err *err);
+int api_fetch_request_rows(struct api_ctx *c, struct sl_err *err);
 
 /* ---- shared by the connector, event and OAuth handlers ------------------- */
 

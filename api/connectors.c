@@ -157,20 +157,6 @@ api_connector_respond(struct api_ctx *c, const char *id, int status, struct sl_e
 
 /* ---- input checks ------------------------------------------------------------ */
 
-/* The {id} segment as a lower-case UUID into id[37]; 404 when it cannot name a connector. */
-static int
-path_uuid(const char *segment, char id[37], struct sl_err *err)
-{
-	size_t i;
-
-	if (!segment || strlen(segment) != 36 || !api_is_uuid(segment))
-		return api_fail(err, 404, NULL, "no such connector");
-	for (i = 0; i < 36; i++)
-		id[i] = (char)tolower((unsigned char)segment[i]);
-	id[36] = '\0';
-	return 0;
-}
-
 static int
 oom(struct sl_err *err)
 {
@@ -594,7 +580,7 @@ api_connector_get(struct api_ctx *c, struct sl_err *err)
 	char id[37];
 	int rc;
 
-	rc = path_uuid(c->id, id, err);
+	rc = api_path_uuid(c->id, "connector", id, err);
 	if (rc)
 		return rc;
 	return api_connector_respond(c, id, 200, err);
@@ -619,7 +605,7 @@ target_init(struct api_ctx *c, struct target *t, struct sl_err *err)
 	int rc;
 
 	memset(t, 0, sizeof(*t));
-	rc = path_uuid(c->id, t->id, err);
+	rc = api_path_uuid(c->id, "connector", t->id, err);
 	if (!rc)
 		snprintf(c->target, sizeof(c->target), "connector:%s", t->id);
 	return rc;

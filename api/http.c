@@ -229,26 +229,32 @@ out:
 }
 
 int
-api_respond_json(struct api_response *resp, int status, json_object *doc, struct sl_err *err)
+api_respond_text(struct api_response *resp, int status, const char *content_type,
+                 const char *text, struct sl_err *err)
 {
-	const char *text = sl_json_text(doc);
 	int rc;
 
 	sl_buf_reset(&resp->body);
 	resp->status = 0;
-	if (!text) {
-		rc = sl_err_set(err, SL_ENOMEM, SL_RETRY_NO, "cannot serialise the answer");
-		goto out;
-	}
 	rc = sl_buf_adds(&resp->body, text);
-	if (rc) {
-		sl_err_set(err, rc, SL_RETRY_NO, "cannot hold the answer");
-		goto out;
-	}
+	if (rc)
+		return sl_err_set(err, rc, SL_RETRY_NO, "cannot hold the answer");
 	resp->status = status;
-	resp->content_type = "application/json";
-out:
-	return rc;
+	resp->content_type = content_type;
+	return 0;
+}
+
+int
+api_respond_json(struct api_response *resp, int status, json_object *doc, struct sl_err *err)
+{
+	const char *text = sl_json_text(doc);
+
+	if (!text) {
+		sl_buf_reset(&resp->body);
+		resp->status = 0;
+		return sl_err_set(err, SL_ENOMEM, SL_RETRY_NO, "cannot serialise the answer");
+	}
+	return api_respond_text(resp, status, "application/json", text, err);
 }
 
 static int

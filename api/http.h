@@ -95,6 +95,13 @@ int api_add_header(struct api_response *resp, const char *name, const char *fmt,
 	__attribute__((format(printf, 3, 4), warn_unused_result));
 
 /*
+ * Answers status with text as the body, of content_type (a static string).
+ * On error (SL_ENOMEM, SL_ETOOLARGE) no answer is set.
+ */
+int api_respond_text(struct api_response *resp, int status, const char *content_type,
+                     const char *text, struct sl_err *err) __attribute__((warn_unused_result));
+
+/*
  * Sets the answer to `status` with doc serialised compactly as the body
  * (Content-Type: application/json).  doc stays the caller's.  Returns 0, or
  * an error (err filled) with the response left without an answer.

@@ -1,11 +1,13 @@
 /* session.c — the request's database session, its transactions, answers the database builds, and path ids. */
 #include "api/session.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api/http.h"
+#include "api/job_input.h"
 #include "common/json.h"
 #include "common/str.h"
 
@@ -66,8 +68,9 @@ api_tx_end(struct api_ctx *c, int rc)
 }
 
 /* Sets the answer to `status` with json_text, a JSON document, as the body. */
-static int
-respond_text(struct api_response *resp, int status, const char *json_text, struct sl_err *err)
+int
+api_respond_json_text(struct api_response *resp, int status, const char *json_text,
+                      struct sl_err *err)
 {
 	json_object *doc = NULL;
 	int rc;
@@ -107,7 +110,7 @@ api_respond_query(struct api_ctx *c, int status, const char *what, const char *s
 		rc = api_fail(err, 404, NULL, "no such %s", what);
 		goto out;
 	}
-	rc = respond_text(c->resp, status, sl_pg_get(res, 0, "doc"), err);
+	rc = api_respond_json_text(c->resp, status, sl_pg_get(res, 0, "doc"), err);
 out:
 	PQclear(res);
 	return rc;
@@ -134,5 +137,19 @@ api_path_id(const char *segment, const char *what, char id[API_ID_TEXT], struct 
 	if (!segment || sl_parse_ll(segment, 1, INT64_MAX, &n))
 		return api_fail(err, 404, NULL, "no such %s", what);
 	snprintf(id, API_ID_TEXT, "%lld", n);
+	return 0;
+}
+
+int
+api_path_uuid(const char *segment, const char *what, char id[API_UUID_TEXT], struct sl_err *err)
+{
+	size_t i;
+
+	id[0] = '\0';
+	if (!segment || strlen(segment) != 36 || !api_is_uuid(segment))
+		return api_fail(err, 404, NULL, "no such %s", what);
+	for (i = 0; i < 36; i++)
+		id[i] = (char)tolower((unsigned char)segment[i]);
+	id[36] = '\0';
 	return 0;
 }

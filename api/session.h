@@ -64,6 +64,14 @@ void api_tx_rollback(struct api_ctx *c);
 void api_tx_end(struct api_ctx *c, int rc);
 
 /*
+ * Answers `status` with json_text, a JSON document the database built,
+ * written compactly like every other answer (numbers keep their text).
+ * NULL or not JSON: SL_EINTERNAL.  On error no answer is set.
+ */
+int api_respond_json_text(struct api_response *resp, int status, const char *json_text,
+                          struct sl_err *err) __attribute__((warn_unused_result));
+
+/*
  * Answers `status` with the JSON document the database builds: runs sql
  * with nparams text params on the request's session (api_db; inside the
  * open transaction, if any) and sets the body to the text of column "doc"
@@ -98,5 +106,16 @@ int api_respond_by_id(struct api_ctx *c, int status, const char *what, const cha
  */
 int api_path_id(const char *segment, const char *what, char id[API_ID_TEXT], struct sl_err *err)
 	__attribute__((warn_unused_result));
+
+/* Room for a UUID of api_path_uuid() as text. */
+#define API_UUID_TEXT 37
+
+/*
+ * Parses a {id} path segment as a UUID and writes it to id in lower case.
+ * Returns 0, or SL_ENOTFOUND (404 "no such <what>") with err filled and id
+ * empty: a segment that cannot be a UUID names nothing, like one nobody has.
+ */
+int api_path_uuid(const char *segment, const char *what, char id[API_UUID_TEXT],
+                  struct sl_err *err) __attribute__((warn_unused_result));
 
 #endif

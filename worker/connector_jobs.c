@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapters/connector_api.h"
 #include "adapters/credential.h"
 #include "adapters/http.h"
 #include "common/alloc.h"
@@ -54,13 +55,9 @@ record_check(struct sl_db *db, const char *connector_id, int ok, long long laten
 	                  " $3::integer, $4)", 4, params, &ignored);
 }
 
-/*
- * A provider whose answer says no calls are left until its window resets:
- * the job's rate-limit bucket is blocked until then for every worker
- * (sluice.rate_limit_hit), before the next call meets a 429.
- */
-static void
-quota_check(struct sl_db *db, const struct sl_job *job, const struct sl_http_response *resp)
+void
+sl_connector_quota_check(struct sl_db *db, const struct sl_job *job,
+                         const struct sl_http_response *resp)
 {
 	long ms = sl_http_quota_exhausted_ms(resp);
 	char id[24], delay[24];
@@ -81,16 +78,10 @@ sl_run_connector_check(struct sl_jobctx *ctx, const struct sl_job *job, json_obj
 {
 	struct sl_cred_env env;
 	struct sl_http_response resp;
-	struct sl_buf url, auth;
-	PGresult *res = NULL;
-	json_object *secrets = NULL;
-	char *token = NULL;
-	const char *path = "", *base, *kind;
+	const char *path = "";
 	int rc;
 
 	sl_http_response_init(&resp);
-	sl_buf_init(&url, 4096);
-	sl_buf_init(&auth, 8192);
 	rc = need_connector(job, err);
 	if (!rc)
 		rc = sl_json_get_str(job->payload, "path", 1000, &path, NULL, err);
@@ -101,73 +92,22 @@ sl_run_connector_check(struct sl_jobctx *ctx, const struct sl_job *job, json_obj
 		goto out;
 	}
 	rc = sl_job_cred_env(ctx, &env, err);
-	if (!rc)
-		rc = sl_db_query(env.db, &res, "SELECT auth_kind, api_base_url"
-		                 " FROM sluice.connector_endpoints($1::uuid)", 1,
-		                 (const char *const[]){ job->connector_id }, err);
 	if (rc)
 		goto out;
-	base = PQntuples(res) == 1 ? sl_pg_get(res, 0, "api_base_url") : NULL;
-	kind = PQntuples(res) == 1 ? sl_pg_get(res, 0, "auth_kind") : "";
-	if (!base) {
-		rc = sl_err_set(err, SL_EINVAL, SL_RETRY_NO,
-		                "connector %s has no API base URL to check", job->connector_id);
-		goto out;
-	}
-	if (!strncmp(kind, "oauth2", 6)) {
-		rc = sl_credential_access_token(&env, job->connector_id, &token, err);
-	} else if (!strcmp(kind, "bearer_token")) {
-		rc = sl_credential_load(&env, job->connector_id, 0, &secrets, NULL, err);
-		if (!rc) {
-			json_object *t;
-
-			if (json_object_object_get_ex(secrets, "token", &t) &&
-			    json_object_is_type(t, json_type_string))
-				token = sl_strdup(json_object_get_string(t));
-			if (!token)
-				rc = sl_err_set(err, SL_EAUTH, SL_RETRY_NO,
-				                "connector %s has no token", job->connector_id);
-		}
-	} else {
-		rc = sl_err_set(err, SL_EINVAL, SL_RETRY_NO,
-		                "connector.check does not know how to authenticate %s connectors; "
-		                "their adapter checks them", kind);
-	}
-	if (rc)
-		goto out;
-	if (sl_buf_addf(&url, "%s%s", base, path) || sl_buf_addf(&auth, "Authorization: Bearer %s", token)) {
-		rc = sl_err_set(err, SL_ETOOLARGE, SL_RETRY_NO, "check URL or token too long");
-		goto out;
-	}
-	{
-		const char *headers[] = { auth.data, "Accept: application/json", NULL };
-		struct sl_http_request req = {
-			.method = "GET", .url = url.data, .headers = headers,
-			.timeout_ms = env.timeout_ms, .ca_file = env.ca_file,
-			.max_body = 1u << 20,
-		};
-
-		rc = sl_http_do(&req, &resp, err);
-	}
-	if (!rc)
-		rc = sl_http_check(&resp, "connector check", err);
-	if (rc && err->retry == SL_RETRY_REAUTH)
-		err->retry = SL_RETRY_BACKOFF;   /* a refused token: the next attempt refreshes */
+	rc = sl_connector_get(&env, job->connector_id, path, "connector check", 1u << 20, 0, &resp,
+	                      err);
+	if (rc && resp.status == 0 && err->code != SL_EHTTP && err->code != SL_ETIMEOUT)
+		goto out;   /* failed before the call (no URL, no token): not the API's health */
 	record_check(env.db, job->connector_id, rc == 0, resp.elapsed_ms, rc ? err->msg : NULL);
 	if (rc)
 		goto out;
-	quota_check(env.db, job, &resp);
+	sl_connector_quota_check(env.db, job, &resp);
 	*result = json_object_new_object();
 	if (*result) {
 		json_object_object_add(*result, "status", json_object_new_int64(resp.status));
 		json_object_object_add(*result, "latency_ms", json_object_new_int64(resp.elapsed_ms));
 	}
 out:
-	sl_credential_free(token);
-	sl_secret_wipe(&auth);
-	sl_buf_release(&url);
-	json_object_put(secrets);
 	sl_http_response_release(&resp);
-	PQclear(res);
 	return rc;
 }

@@ -2,6 +2,7 @@
 #ifndef SL_CONNECTOR_JOBS_H
 #define SL_CONNECTOR_JOBS_H
 
+#include "adapters/http.h"
 #include "worker/job.h"
 
 /*
@@ -22,5 +23,14 @@ int sl_run_oauth_refresh(struct sl_jobctx *ctx, const struct sl_job *job, json_o
  */
 int sl_run_connector_check(struct sl_jobctx *ctx, const struct sl_job *job,
                            json_object **result, struct sl_err *err);
+
+/*
+ * A provider whose answer says no calls are left until its window resets:
+ * the job's rate-limit bucket is blocked until then for every worker
+ * (sluice.rate_limit_hit), before the next call meets a 429.  Errors are
+ * ignored: the 429 would say the same.
+ */
+void sl_connector_quota_check(struct sl_db *db, const struct sl_job *job,
+                              const struct sl_http_response *resp);
 
 #endif

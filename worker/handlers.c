@@ -6,6 +6,7 @@
 
 #include "common/json.h"
 #include "worker/connector_jobs.h"
+#include "worker/report_jobs.h"
 
 /* noop: does nothing, successfully.  The benchmark's unit of work. */
 static int
@@ -70,6 +71,8 @@ static const struct sl_handler handlers[] = {
 	  .summary = "refreshes the connector's OAuth access token when it is due" },
 	{ .kind = "connector.check", .run = sl_run_connector_check,
 	  .summary = "one authenticated GET of the connector's API; records its health" },
+	{ .kind = "report.fetch", .run = sl_run_report_fetch,
+	  .summary = "fetches and stores one page of a fetch batch (POST /api/v1/connectors/fetch)" },
 };
 
 #define N_HANDLERS (sizeof(handlers) / sizeof(handlers[0]))

@@ -890,7 +890,8 @@ housekeeping(struct sl_worker *w)
 	if (pruned)
 		sl_log_info("pruned finished jobs", SLF_I("count", pruned), SLF_END);
 	if (sl_db_exec(w->db, "SELECT sluice.drop_empty_lanes(), sluice.rescan_all(),"
-	               " sluice.forget_workers(), sluice.prune_oauth_states(), sluice.prune_rate_slots()", 0, NULL, &err))
+	               " sluice.forget_workers(), sluice.prune_oauth_states(), sluice.prune_rate_slots(),"
+	               " sluice.prune_fetched_rows()", 0, NULL, &err))
 		sl_log_warn("housekeeping failed", SLF_S("error", err.msg), SLF_END);
 	w->next_housekeeping_ms = sl_mono_ms() + w->conf->housekeeping_ms;
 }
