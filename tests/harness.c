@@ -510,29 +510,38 @@ t_in_path(const char *prog)
 }
 
 /*
- * Runs `node tests/<script> 0 [arg]` with extra environment NAME=value
- * strings (may be NULL), dying with this process, and waits for it to print
- * {"port":N}.  Fills f or fails the test.
+ * Runs `node tests/<script> args...` (args NULL-terminated, may be NULL)
+ * with extra environment NAME=value strings (may be NULL), dying with this
+ * process, and waits up to 30 s for the first line it prints (into line,
+ * empty if none came).  Returns its pid.
  */
-static void
-node_start(struct t_fake *f, const char *script, const char *arg, const char *const *env)
+static pid_t
+node_spawn(const char *script, const char *const *args, const char *const *env, char *line,
+           size_t size)
 {
-	char path[1024], line[256];
-	size_t len = 0;
+	char path[1024];
+	const char *argv[16];
+	size_t len = 0, n_args = 0;
 	long long deadline;
-	pid_t parent = getpid();
+	pid_t parent = getpid(), pid;
 	int out[2], fd;
 
-	memset(f, 0, sizeof(*f));
 	snprintf(path, sizeof(path), "%s/tests/%s", t_source_dir, script);
 	ck_assert_msg(t_in_path("node"), "node is not installed: the tests' fakes need Node.js "
 	              "(tools/sluice test installs it; or apt-get install nodejs npm)");
+	argv[n_args++] = "node";
+	argv[n_args++] = path;
+	while (args && args[n_args - 2] && n_args < sizeof(argv) / sizeof(argv[0]) - 1) {
+		argv[n_args] = args[n_args - 2];
+		n_args++;
+	}
+	argv[n_args] = NULL;
 	ck_assert_int_eq(pipe(out), 0);
 	fcntl(out[0], F_SETFD, FD_CLOEXEC);
 	fcntl(out[1], F_SETFD, FD_CLOEXEC);
-	f->pid = fork();
-	ck_assert_msg(f->pid >= 0, "fork: %s", strerror(errno));
-	if (f->pid == 0) {
+	pid = fork();
+	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
 		size_t i;
 
 		/* Die with the test, even one killed by Check's timeout. */
@@ -545,32 +554,44 @@ node_start(struct t_fake *f, const char *script, const char *arg, const char *co
 			dup2(fd, STDIN_FILENO);
 		for (i = 0; env && env[i]; i++)
 			putenv((char *)env[i]);
-		execlp("node", "node", path, "0", arg, (char *)NULL);
+		execvp("node", (char *const *)argv);
 		_exit(127);
 	}
 	close(out[1]);
 
-	/* Await the line {"port":N}: a condition with a deadline. */
+	/* Await its one line saying where it listens: a condition with a deadline. */
 	deadline = t_now_ms() + 30000;
-	while (!memchr(line, '\n', len) && len < sizeof(line) - 1) {
+	while (!memchr(line, '\n', len) && len < size - 1) {
 		struct pollfd p = { .fd = out[0], .events = POLLIN };
 		long long left = deadline - t_now_ms();
 		ssize_t n;
 
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
 			break;
-		n = read(out[0], line + len, sizeof(line) - 1 - len);
+		n = read(out[0], line + len, size - 1 - len);
 		if (n <= 0)
 			break;
 		len += (size_t)n;
 	}
 	line[len] = '\0';
 	close(out[0]);
+	return pid;
+}
+
+/* node_spawn() of a fake that says {"port":N}; fails the test when it does not. */
+static void
+node_start(struct t_fake *f, const char *script, const char *arg, const char *const *env)
+{
+	const char *args[] = { "0", arg, NULL };
+	char line[256];
+
+	memset(f, 0, sizeof(*f));
+	f->pid = node_spawn(script, args, env, line, sizeof(line));
 	if (sscanf(line, "{\"port\":%d}", &f->port) != 1 || f->port <= 0) {
 		int st = t_stop(f->pid, SIGKILL);
 
 		f->pid = 0;
-		ck_abort_msg("node %s did not start (exit status %d; its stderr is above)", path, st);
+		ck_abort_msg("node tests/%s did not start (exit status %d; its stderr is above)", script, st);
 	}
 	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d", f->port);
 }
@@ -614,6 +635,47 @@ t_fake_post(struct t_fake *f, const char *path, const char *json)
 	snprintf(url, sizeof(url), "%s%s", f->url, path);
 	st = t_http("POST", url, json, &r);
 	ck_assert_msg(st == 200, "POST %s %s: HTTP %ld %s", path, json ? json : "{}", st, r.body);
+}
+
+/* ---- the fake WooCommerce shop ------------------------------------------ */
+
+void
+t_shop_start(struct t_shop *s, const char *const *extra_args)
+{
+	const char *args[24] = { "--http-port", "0", "--https-port", "0", "--tls-dir", NULL };
+	char cmd[512], out[512], line[256];
+	size_t n = 6, i;
+	int st;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->tls_dir, sizeof(s->tls_dir), "/tmp/sluice-shop-tls-%ld", (long)getpid());
+	snprintf(cmd, sizeof(cmd), "bash %s/tests/fake_shop/make_certs.sh %s", t_source_dir, s->tls_dir);
+	st = t_sh(cmd, out, sizeof(out));
+	ck_assert_msg(st == 0, "make_certs.sh failed (%d): %s", st, out);
+	snprintf(s->ca_file, sizeof(s->ca_file), "%s/ca.pem", s->tls_dir);
+	args[5] = s->tls_dir;
+	for (i = 0; extra_args && extra_args[i] && n < sizeof(args) / sizeof(args[0]) - 1; i++)
+		args[n++] = extra_args[i];
+	args[n] = NULL;
+	s->pid = node_spawn("fake_shop/server.js", args, NULL, line, sizeof(line));
+	if (sscanf(line, "{\"http_port\":%d,\"https_port\":%d}", &s->http_port, &s->https_port) != 2) {
+		st = t_stop(s->pid, SIGKILL);
+		s->pid = 0;
+		ck_abort_msg("the fake shop did not start (exit status %d; its stderr is above)", st);
+	}
+	snprintf(s->http_url, sizeof(s->http_url), "http://127.0.0.1:%d", s->http_port);
+	snprintf(s->https_url, sizeof(s->https_url), "https://127.0.0.1:%d", s->https_port);
+	s->control.pid = 0;
+	s->control.port = s->http_port;
+	snprintf(s->control.url, sizeof(s->control.url), "%s", s->http_url);
+}
+
+void
+t_shop_stop(struct t_shop *s)
+{
+	if (s->pid > 0)
+		t_stop(s->pid, SIGTERM);
+	s->pid = 0;
 }
 
 void

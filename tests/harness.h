@@ -160,6 +160,37 @@ void t_fake_post(struct t_fake *f, const char *path, const char *json);
 void t_fake_connector(PGconn *c, const char *url, long long org, const struct t_fake *fake,
                       char *id);
 
+/* ---- The fake WooCommerce shop (tests/fake_shop) ------------------------
+ *
+ * A WordPress host with WooCommerce's REST API v3 over HTTP (OAuth 1.0a) and
+ * HTTPS (Basic or query-string keys, a certificate signed by a test CA), a
+ * generated catalogue, and fault switches under /__control/ on the HTTP
+ * port (see the header of tests/fake_shop/server.js).
+ */
+#define T_SHOP_KEY    "ck_test_0123456789abcdef0123456789abcdef01234567"
+#define T_SHOP_SECRET "cs_test_0123456789abcdef0123456789abcdef01234567"
+
+struct t_shop {
+	pid_t         pid;
+	int           http_port, https_port;
+	char          http_url[64];    /* http://127.0.0.1:PORT */
+	char          https_url[64];   /* https://127.0.0.1:PORT */
+	char          tls_dir[96];     /* make_certs.sh's output */
+	char          ca_file[128];    /* the test CA that signed the shop's certificate */
+	struct t_fake control;         /* for t_fake_get / t_fake_post on /__control/... */
+};
+
+/*
+ * Makes the test CA (once per process) and starts the shop on free
+ * loopback ports, with extra arguments (NULL-terminated, may be NULL:
+ * "--products", "5000", "--orders", "20000", "--untrusted", ...); fails the
+ * test when it does not start.  It dies with the process that started it.
+ */
+void t_shop_start(struct t_shop *s, const char *const *extra_args);
+
+/* Stops it (SIGTERM, then waits).  Safe to call twice. */
+void t_shop_stop(struct t_shop *s);
+
 /* ---- The OAuth 2.0 authorization server (tests/oauth_server) -------------
  *
  * A real one: oauth2-mock-server from npm, made strict by server.js (client

@@ -7,6 +7,7 @@
 #include "common/json.h"
 #include "worker/connector_jobs.h"
 #include "worker/report_jobs.h"
+#include "worker/woocommerce_jobs.h"
 
 /* noop: does nothing, successfully.  The benchmark's unit of work. */
 static int
@@ -73,6 +74,8 @@ static const struct sl_handler handlers[] = {
 	  .summary = "one authenticated GET of the connector's API; records its health" },
 	{ .kind = "report.fetch", .run = sl_run_report_fetch,
 	  .summary = "fetches and stores one page of a fetch batch (POST /api/v1/connectors/fetch)" },
+	{ .kind = "woocommerce.sync", .run = sl_run_woocommerce_sync,
+	  .summary = "makes a WooCommerce sync run's next call and stores its page (seed 002)" },
 };
 
 #define N_HANDLERS (sizeof(handlers) / sizeof(handlers[0]))

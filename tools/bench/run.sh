@@ -4,7 +4,7 @@
 #
 # Run it as `tools/sluice bench` (which builds a release build first).  Options:
 #   --quick      smaller job counts and shorter runs (a smoke run, not for the README)
-#   --only LIST  comma-separated phases: pgbench,enqueue,api,process,latency,backlog,held,ratelimit
+#   --only LIST  comma-separated phases: pgbench,enqueue,api,process,latency,backlog,held,ratelimit,woocommerce
 #
 # It starts its own PostgreSQL with PostgreSQL's default (durable) settings under
 # /tmp, and its own lighttpd, and removes both at the end.  Figures go to stdout as
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1 ;;
 	--only) ONLY=${2:?--only needs a list}; shift ;;
-	*) echo "usage: run.sh [--quick] [--only pgbench,enqueue,api,process,latency,backlog,held,ratelimit]" >&2
+	*) echo "usage: run.sh [--quick] [--only pgbench,enqueue,api,process,latency,backlog,held,ratelimit,woocommerce]" >&2
 	   exit 2 ;;
 	esac
 	shift
@@ -59,6 +59,7 @@ cleanup() {
 	local p
 	for p in "${WORKER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	if [ -n "$LIGHTTPD_PID" ]; then kill "$LIGHTTPD_PID" 2>/dev/null || true; fi
+	if [ -n "${SHOP_PID:-}" ]; then kill "$SHOP_PID" 2>/dev/null || true; fi
 	wait 2>/dev/null || true
 	"$ROOT/tests/pg_cluster.sh" stop "$PGDIR" >/dev/null 2>&1 || true
 }
@@ -383,6 +384,73 @@ if want ratelimit; then
 	row "processing noop jobs, 2 workers, 10,000 jobs waiting on an exhausted bucket (median of $TRIALS: ${rates[*]})" \
 	    "$r jobs/s$cmp" "the waiting jobs cost the others nothing"
 	q "ALTER DATABASE bench RESET track_functions" >/dev/null
+fi
+
+if want woocommerce; then
+	# Seed 002: a full sync from the fake shop on loopback over HTTPS, then a
+	# delta after 1 % of the orders changed.  One worker; the shop, PostgreSQL
+	# and the worker share the machine's cores.  The connector gets a policy of
+	# its own, far above the default 120 calls/min, so that the figure is the
+	# sync's, not the limit's.
+	if [ "$QUICK" = 1 ]; then PRODUCTS=1000; ORDERS=5000; else PRODUCTS=10000; ORDERS=50000; fi
+	log "WooCommerce: $PRODUCTS products and $ORDERS orders in the fake shop"
+	fresh
+	SHOP_TLS=$STATE/shop-tls
+	bash "$ROOT/tests/fake_shop/make_certs.sh" "$SHOP_TLS" >/dev/null
+	node "$ROOT/tests/fake_shop/server.js" --http-port 0 --https-port 0 --tls-dir "$SHOP_TLS" \
+		--products "$PRODUCTS" --orders "$ORDERS" >"$STATE/shop.out" 2>>"$STATE/shop.log" &
+	SHOP_PID=$!
+	until grep -q https_port "$STATE/shop.out" 2>/dev/null; do
+		kill -0 "$SHOP_PID" 2>/dev/null || { echo "run.sh: the fake shop did not start" >&2; exit 1; }
+		sleep 0.1
+	done
+	SHOP_HTTPS=$(sed -n 's/.*"https_port":\([0-9]*\).*/\1/p' "$STATE/shop.out")
+	SHOP_HTTP=$(sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' "$STATE/shop.out")
+	export SLUICE_MASTER_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+	KEY=$("$CTL" --database "$URL" key create --org "$ORG" --scope admin --name bench | grep "^sk_")
+	q "INSERT INTO sluice.app_user (org_id, email) SELECT $ORG, 'customer-' || i || '@example.com'
+	     FROM generate_series(1, 50) i" >/dev/null
+	body="{\"type\": \"woocommerce\", \"label\": \"bench shop\",
+	       \"config\": {\"base_url\": \"https://127.0.0.1:$SHOP_HTTPS\"},
+	       \"credentials\": {\"consumer_key\": \"ck_test_0123456789abcdef0123456789abcdef01234567\",
+	                        \"consumer_secret\": \"cs_test_0123456789abcdef0123456789abcdef01234567\"}}"
+	SHOP_CONN=$(printf '%s' "$body" | env -i PATH="$PATH" SLUICE_MASTER_KEY="$SLUICE_MASTER_KEY" \
+		DATABASE_URL="$URL" REQUEST_METHOD=POST PATH_INFO=/api/v1/connectors \
+		CONTENT_TYPE=application/json CONTENT_LENGTH=${#body} HTTP_AUTHORIZATION="Bearer $KEY" \
+		"$API" | sed -n 's/.*"id":"\([0-9a-f-]\{36\}\)".*/\1/p' | head -n 1)
+	[ -n "$SHOP_CONN" ] || { echo "run.sh: could not create the bench shop's connector" >&2; exit 1; }
+	q "INSERT INTO sluice.external_sync_config (connector_id, page_size) VALUES ('$SHOP_CONN', 100);
+	   WITH p AS (INSERT INTO sluice.rate_policy (provider, connector_id, per, note)
+	              VALUES ('woocommerce', '$SHOP_CONN', 'connector', 'bench') RETURNING id)
+	   INSERT INTO sluice.rate_window SELECT id, 60, 1000000 FROM p" >/dev/null
+	# One sync, timed from the run's start to its end; prints "records seconds".
+	sync_run() {
+		local run
+		run=$(q "SELECT sluice.woo_request_sync('$SHOP_CONN', 'manual')")
+		until [ "$(q "SELECT status NOT IN ('queued', 'running') FROM sluice.external_sync_run WHERE id = '$run'")" = t ]; do
+			sleep 0.2
+		done
+		[ "$(q "SELECT status FROM sluice.external_sync_run WHERE id = '$run'")" = success ] ||
+			{ echo "run.sh: the bench sync did not succeed: $(q "SELECT error FROM sluice.external_sync_run WHERE id = '$run'")" >&2; exit 1; }
+		q "SELECT coalesce((stats_json #>> '{product,fetched}')::bigint, 0) + coalesce((stats_json #>> '{order,fetched}')::bigint, 0)
+		          || ' ' || round(extract(epoch FROM finished_at - started_at)::numeric, 1)
+		     FROM sluice.external_sync_run WHERE id = '$run'"
+	}
+	start_workers 1 SLUICE_CA_FILE="$SHOP_TLS/ca.pem"
+	read -r n s <<<"$(sync_run)"
+	rss=$(awk '/VmHWM/ { print $2 }' "/proc/${WORKER_PIDS[0]}/status")
+	row "WooCommerce full sync over HTTPS, $PRODUCTS products (with variations) and $ORDERS orders, 1 worker" \
+	    "$n records in $s s ($(awk -v n="$n" -v s="$s" 'BEGIN { printf "%.0f", n / s }') records/s)" \
+	    "stored raw, mapped, written to the platform's tables, one page of 100 per call"
+	row "... the worker's peak RSS during the full sync" "$((rss / 1024)) MiB" \
+	    "flat: one page at a time, whatever the shop's size"
+	curl -sS -X POST "http://127.0.0.1:$SHOP_HTTP/__control/modify" -d '{"orders": {"percent": 1}}' >/dev/null
+	read -r n s <<<"$(sync_run)"
+	row "WooCommerce delta sync after 1 % of orders changed, 1 worker" \
+	    "$n records in $s s" "modified_after the last run's shop time, less a 10 min overlap"
+	stop_workers
+	kill "$SHOP_PID" 2>/dev/null || true
+	SHOP_PID=
 fi
 
 # ---- the table ------------------------------------------------------------------
