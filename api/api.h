@@ -26,6 +26,7 @@ struct api_ctx {
 	int                  audited;       /* the handler's transaction already wrote the audit row */
 	struct sl_keyring   *kr;            /* api_keyring(); NULL until then; main.c frees it */
 	long                 oauth_timeout_ms;  /* inline token endpoint calls (SLUICE_OAUTH_TIMEOUT) */
+	const char          *ca_file;       /* CA bundle for outside calls (SLUICE_CA_FILE); NULL: the system's */
 };
 
 /*
@@ -46,7 +47,7 @@ typedef int (*api_handler)(struct api_ctx *c, struct sl_err *err);
  */
 void api_dispatch(struct api_ctx *c);
 
-/* The handlers (jobs.c, queue.c, ops.c, connectors.c, events.c, oauth.c, requests.c). */
+/* The handlers (jobs.c, queue.c, ops.c, connectors.c, events.c, oauth.c, requests.c, admin.c). */
 int api_job_create(struct api_ctx *c, struct sl_err *err);
 int api_job_get(struct api_ctx *c, struct sl_err *err);
 int api_job_cancel(struct api_ctx *c, struct sl_err *err);
@@ -69,6 +70,14 @@ int api_oauth_browser_callback(struct api_ctx *c, struct sl_err *err);
 int api_fetch_submit(struct api_ctx *c, struct sl_err *err);
 int api_fetch_request_get(struct api_ctx *c, struct sl_err *err);
 int api_fetch_request_rows(struct api_ctx *c, struct sl_err *err);
+
+/* Seed 002's admin API for WooCommerce connectors (admin.c). */
+int api_admin_connector_list(struct api_ctx *c, struct sl_err *err);
+int api_admin_connector_create(struct api_ctx *c, struct sl_err *err);
+int api_admin_connector_update(struct api_ctx *c, struct sl_err *err);
+int api_admin_connector_test(struct api_ctx *c, struct sl_err *err);
+int api_admin_connector_sync(struct api_ctx *c, struct sl_err *err);
+int api_admin_connector_runs(struct api_ctx *c, struct sl_err *err);
 
 /* ---- shared by the connector, event and OAuth handlers ------------------- */
 

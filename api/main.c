@@ -47,7 +47,7 @@
 #include "common/log.h"
 #include "common/secret.h"
 
-static char *database_url;
+static char *database_url, *ca_file;
 static long long timeout_ms, oauth_timeout_ms;
 
 static const struct sl_conf_key keys[] = {
@@ -60,6 +60,9 @@ static const struct sl_conf_key keys[] = {
 	{ "SLUICE_OAUTH_TIMEOUT", SL_CONF_MS, &oauth_timeout_ms, "10s", 1000, 600000, 0, 0,
 	  "Longest the OAuth callback waits for the provider's token endpoint (keep it below "
 	  "SLUICE_API_TIMEOUT)." },
+	{ "SLUICE_CA_FILE", SL_CONF_STR, &ca_file, NULL, 0, 0, 0, 0,
+	  "CA bundle (PEM) that verifies the TLS certificates of outside systems the API calls "
+	  "itself (a WooCommerce shop's test connection). Unset: the system's CAs." },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -191,6 +194,7 @@ main(int argc, char **argv)
 	ctx.resp = &resp;
 	ctx.database_url = database_url;
 	ctx.oauth_timeout_ms = (long)(oauth_timeout_ms ? oauth_timeout_ms : 10000);
+	ctx.ca_file = ca_file && *ca_file ? ca_file : NULL;
 
 	if (conf_rc) {
 		sl_log_error("bad configuration", SLF_S("request_id", req.request_id),

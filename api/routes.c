@@ -56,6 +56,23 @@ static const struct api_route routes[] = {
 	{ .method = "GET", .pattern = "/api/v1/events/{id}", .handler = api_event_get,
 	  .scope = "read" },
 	{ .method = "GET", .pattern = "/api/v1/audit", .handler = api_audit_list, .scope = "admin" },
+	/*
+	 * Seed 002's admin API (admin.c).  test takes no body and sync an
+	 * optional one: the handler reads it when one was sent.
+	 */
+	{ .method = "GET", .pattern = "/admin/connectors", .handler = api_admin_connector_list,
+	  .scope = "admin" },
+	{ .method = "POST", .pattern = "/admin/connectors", .handler = api_admin_connector_create,
+	  .scope = "admin", .action = "admin.connector.create", .body = 1 },
+	{ .method = "PUT", .pattern = "/admin/connectors/{id}",
+	  .handler = api_admin_connector_update, .scope = "admin",
+	  .action = "admin.connector.update", .body = 1 },
+	{ .method = "POST", .pattern = "/admin/connectors/{id}/test",
+	  .handler = api_admin_connector_test, .scope = "admin", .action = "admin.connector.test" },
+	{ .method = "POST", .pattern = "/admin/connectors/{id}/sync",
+	  .handler = api_admin_connector_sync, .scope = "admin", .action = "admin.connector.sync" },
+	{ .method = "GET", .pattern = "/admin/connectors/{id}/runs",
+	  .handler = api_admin_connector_runs, .scope = "admin" },
 	/* A browser back from the provider: no key; the state names the org (oauth.c writes the audit). */
 	{ .method = "GET", .pattern = "/oauth/callback", .handler = api_oauth_browser_callback },
 };

@@ -788,8 +788,8 @@ END $$;
 
 -- Asks for a sync of a WooCommerce connector and returns its run: the live
 -- run if there is one (a manual request brings a queued one forward, and
--- may widen what it syncs), else a new one, due at p_at, with the job for
--- its first call.  NULL when there is no such connector of a WooCommerce type.
+-- sets what it syncs: p_products and p_orders, else the config's), else a
+-- new one, due at p_at, with the job for its first call.  NULL when there is no such connector of a WooCommerce type.
 CREATE FUNCTION sluice.woo_request_sync(p_connector uuid, p_trigger text,
                                         p_products boolean DEFAULT NULL,
                                         p_orders boolean DEFAULT NULL,
@@ -1123,8 +1123,10 @@ CREATE FUNCTION sluice.woo_record_test(p_connector uuid, p_ok boolean, p_status 
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE sluice.connector SET last_test_at = clock_timestamp() WHERE id = p_connector;
+    -- A disabled connector stays disabled: enabling it is a decision of its own.
     PERFORM sluice.set_connector_status(p_connector, CASE WHEN p_ok THEN 'connected' ELSE p_status END,
-                                        CASE WHEN p_ok THEN NULL ELSE p_message END);
+                                        CASE WHEN p_ok THEN NULL ELSE p_message END)
+       FROM sluice.connector WHERE id = p_connector AND status <> 'disabled';
 END $$;
 
 -- ---- views ----------------------------------------------------------------------

@@ -127,6 +127,8 @@ build_env(const struct t_api_req *rq, size_t body_len, struct env *e)
 		add_env(e, "DATABASE_URL", rq->db_url);
 	if (!rq->no_master_key && getenv("SLUICE_MASTER_KEY"))
 		add_env(e, "SLUICE_MASTER_KEY", getenv("SLUICE_MASTER_KEY"));
+	if (getenv("SLUICE_CA_FILE"))
+		add_env(e, "SLUICE_CA_FILE", getenv("SLUICE_CA_FILE"));
 	if (rq->authorization) {
 		add_env(e, "HTTP_AUTHORIZATION", rq->authorization);
 	} else if (rq->key) {

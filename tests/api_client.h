@@ -8,8 +8,8 @@
 /*
  * One request, the way a web server makes it (RFC 3875): meta-variables in
  * a clean environment, the body on stdin.  Only PATH, the sanitizers'
- * options and this process's SLUICE_MASTER_KEY (t_use_master_key) pass
- * through.  NULL members take the defaults noted.
+ * options, this process's SLUICE_MASTER_KEY (t_use_master_key) and
+ * SLUICE_CA_FILE pass through.  NULL members take the defaults noted.
  */
 struct t_api_req {
 	const char *method;          /* required */
