@@ -334,38 +334,17 @@ static int
 store_keys(struct api_ctx *c, struct sl_db *db, struct sl_keyring *kr, const char *id,
            const struct input *in, int merge, struct sl_err *err)
 {
-	json_object *secrets = NULL;
-	struct sl_cred_env env;
-	char actor[40];
-	int rc = 0;
+	json_object *given = json_object_new_object();
+	int rc;
 
-	snprintf(actor, sizeof(actor), "key:%lld", c->key_id);
-	api_cred_env(c, db, kr, actor, &env);
-	if (merge) {
-		rc = sl_credential_load(&env, id, SL_CRED_LOCK | SL_CRED_ANY_STATUS, &secrets, NULL, err);
-		if (rc == SL_ENOTFOUND)
-			rc = 0;
-		else if (rc)
-			rc = api_secret_failure(err);
-		if (rc)
-			goto out;
-	}
-	if (!secrets)
-		secrets = json_object_new_object();
-	if (!secrets) {
-		rc = oom(err);
-		goto out;
-	}
+	if (!given)
+		return oom(err);
 	if (in->consumer_key)
-		json_object_object_add(secrets, "consumer_key", json_object_new_string(in->consumer_key));
+		json_object_object_add(given, "consumer_key", json_object_new_string(in->consumer_key));
 	if (in->consumer_secret)
-		json_object_object_add(secrets, "consumer_secret",
-		                       json_object_new_string(in->consumer_secret));
-	rc = sl_credential_store(&env, id, secrets, -1, 0, NULL, err);
-	if (rc)
-		rc = api_secret_failure(err);
-out:
-	json_object_put(secrets);
+		json_object_object_add(given, "consumer_secret", json_object_new_string(in->consumer_secret));
+	rc = api_store_secrets(c, db, kr, id, given, merge, err);
+	json_object_put(given);
 	return rc;
 }
 
@@ -442,24 +421,6 @@ out:
 	return rc;
 }
 
-/*
- * The end of a change that answers with the connector: its audit row
- * (action, outcome ok, status, c->target, detail), the connector as it is
- * now (sluice.woo_connector_doc), and COMMIT.
- */
-static int
-commit_change(struct api_ctx *c, const char *action, int status, const char *id,
-              json_object *detail, struct sl_err *err)
-{
-	int rc = api_audit_one(c, action, "ok", status, c->target, detail, err);
-
-	if (!rc)
-		rc = api_respond_by_id(c, status, "connector", DOC_SQL, id, err);
-	if (!rc)
-		rc = api_tx_commit_audited(c, err);
-	return rc;
-}
-
 /* The connector a call on /admin/connectors/{id} acts on, as locked by lock_connector. */
 struct target {
 	char id[API_UUID_TEXT];
@@ -473,13 +434,8 @@ struct target {
 static int
 target_init(struct api_ctx *c, struct target *t, struct sl_err *err)
 {
-	int rc;
-
 	memset(t, 0, sizeof(*t));
-	rc = api_path_uuid(c->id, "connector", t->id, err);
-	if (!rc)
-		snprintf(c->target, sizeof(c->target), "connector:%s", t->id);
-	return rc;
+	return api_path_target(c, "connector", t->id, err);
 }
 
 /*
@@ -497,20 +453,15 @@ read_connector(struct api_ctx *c, struct sl_db *db, struct target *t, int lock,
 	const char *s;
 	int rc;
 
+#define TARGET_SQL                                                                          \
+	"SELECT status, status_before_disable, config ->> 'base_url' AS base_url,"          \
+	"       coalesce((config ->> 'auth_in_query')::boolean, false) AS auth_in_query"    \
+	"  FROM sluice.connector"                                                           \
+	" WHERE id = $1::uuid AND org_id = $2::bigint AND type = 'woocommerce'"             \
+	"   AND deleted_at IS NULL"
+
 	snprintf(org, sizeof(org), "%lld", c->org_id);
-	rc = sl_db_query(db, &res, lock ?
-	                 "SELECT status, status_before_disable, config ->> 'base_url' AS base_url,"
-	                 "       coalesce((config ->> 'auth_in_query')::boolean, false) AS auth_in_query"
-	                 "  FROM sluice.connector"
-	                 " WHERE id = $1::uuid AND org_id = $2::bigint AND type = 'woocommerce'"
-	                 "   AND deleted_at IS NULL"
-	                 "   FOR UPDATE" :
-	                 "SELECT status, status_before_disable, config ->> 'base_url' AS base_url,"
-	                 "       coalesce((config ->> 'auth_in_query')::boolean, false) AS auth_in_query"
-	                 "  FROM sluice.connector"
-	                 " WHERE id = $1::uuid AND org_id = $2::bigint AND type = 'woocommerce'"
-	                 "   AND deleted_at IS NULL",
-	                 2, params, err);
+	rc = sl_db_query(db, &res, lock ? TARGET_SQL " FOR UPDATE" : TARGET_SQL, 2, params, err);
 	if (rc)
 		goto out;
 	if (PQntuples(res) != 1) {
@@ -655,7 +606,7 @@ api_admin_connector_create(struct api_ctx *c, struct sl_err *err)
 	json_object_object_add(detail, "fields", fields);
 	fields = NULL;
 	json_object_object_add(detail, "credentials", given_keys(&in));
-	rc = commit_change(c, "admin.connector.create", 201, id, detail, err);
+	rc = api_commit_answer(c, "admin.connector.create", 201, detail, "connector", DOC_SQL, id, err);
 	if (!rc)
 		(void)!api_add_header(c->resp, "Location", "/admin/connectors/%s", id);
 out:
@@ -764,7 +715,7 @@ api_admin_connector_update(struct api_ctx *c, struct sl_err *err)
 	json_object_object_add(detail, "credentials", given_keys(&in));
 	json_object_object_add(detail, "baseUrlChanged", json_object_new_boolean(url_changed));
 	json_object_object_add(detail, "previousStatus", json_object_new_string(t.status));
-	rc = commit_change(c, "admin.connector.update", 200, t.id, detail, err);
+	rc = api_commit_answer(c, "admin.connector.update", 200, detail, "connector", DOC_SQL, t.id, err);
 out:
 	api_tx_end(c, rc);
 	json_object_put(detail);

@@ -107,6 +107,17 @@ void api_cred_env(struct api_ctx *c, struct sl_db *db, struct sl_keyring *kr,
 int api_secret_failure(struct sl_err *err);
 
 /*
+ * Stores given (an object of secret fields, the caller's) as connector id's
+ * secrets in db's open transaction, merged into the stored ones when merge
+ * is set (load, merge, store; also for a connector that needs a person: new
+ * credentials are how a person fixes it), acting as the caller's key.
+ * Errors as sl_credential_store, through api_secret_failure().
+ */
+int api_store_secrets(struct api_ctx *c, struct sl_db *db, struct sl_keyring *kr, const char *id,
+                      json_object *given, int merge, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
+/*
  * sl_db_query(), and when the statement fails with a COLUMN field (what
  * sluice.create_connector and sluice.expand_url attach to their errors),
  * err->field gets `prefix` followed by that column ("config." + "base_url";

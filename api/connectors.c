@@ -143,16 +143,16 @@ api_utf8_len_between(const char *s, size_t n_min, size_t n_max)
 	return n >= n_min && n <= n_max;
 }
 
+/* The answer about one connector: $1 its id, $2 the caller's org. */
+static const char connector_doc_sql[] =
+	"SELECT json_build_object('connector', " CONNECTOR_JSON ")::text AS doc"
+	"  FROM sluice.connector c"
+	" WHERE c.id = $1::uuid AND c.org_id = $2::bigint AND c.deleted_at IS NULL";
+
 int
 api_connector_respond(struct api_ctx *c, const char *id, int status, struct sl_err *err)
 {
-	return api_respond_by_id(c, status, "connector",
-	                         "SELECT json_build_object('connector', " CONNECTOR_JSON ")::text"
-	                         "       AS doc"
-	                         "  FROM sluice.connector c"
-	                         " WHERE c.id = $1::uuid AND c.org_id = $2::bigint"
-	                         "   AND c.deleted_at IS NULL",
-	                         id, err);
+	return api_respond_by_id(c, status, "connector", connector_doc_sql, id, err);
 }
 
 /* ---- input checks ------------------------------------------------------------ */
@@ -420,24 +420,6 @@ refuse_oauth_credentials(const struct provider *p, json_object *creds, struct sl
 	return 0;
 }
 
-/*
- * The end of a change to connector id that answers with the connector: its
- * audit row (action, outcome ok, status, c->target, detail), the connector
- * as it is now, and COMMIT (api_tx_commit_audited).
- */
-static int
-commit_change(struct api_ctx *c, const char *action, int status, const char *id,
-              json_object *detail, struct sl_err *err)
-{
-	int rc = api_audit_one(c, action, "ok", status, c->target, detail, err);
-
-	if (!rc)
-		rc = api_connector_respond(c, id, status, err);
-	if (!rc)
-		rc = api_tx_commit_audited(c, err);
-	return rc;
-}
-
 /* ---- POST /api/v1/connectors ----------------------------------------------------- */
 
 static const char *const create_fields[] = {
@@ -451,10 +433,9 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 	json_object *body = NULL, *config = NULL, *creds = NULL, *detail = NULL;
 	struct provider prov;
 	struct sl_keyring *kr = NULL;
-	struct sl_cred_env env;
 	struct sl_db *db = NULL;
 	PGresult *res = NULL;
-	char type[TYPE_MAX + 1], org[32], actor[40], id[37], field[sizeof(err->field)];
+	char type[TYPE_MAX + 1], org[32], id[37], field[sizeof(err->field)];
 	const char *s, *label, *direction = NULL, *params[5];
 	size_t i;
 	int present, rc;
@@ -535,13 +516,9 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 	snprintf(c->target, sizeof(c->target), "connector:%s", id);
 
 	if (creds) {
-		snprintf(actor, sizeof(actor), "key:%lld", c->key_id);
-		api_cred_env(c, db, kr, actor, &env);
-		rc = sl_credential_store(&env, id, creds, -1, 0, NULL, err);
-		if (rc) {
-			rc = api_secret_failure(err);
+		rc = api_store_secrets(c, db, kr, id, creds, 0, err);
+		if (rc)
 			goto out;
-		}
 	}
 	if (!strcmp(prov.auth_kind, "oauth2_client_credentials")) {
 		rc = enqueue_token_fetch(db, org, id, err);
@@ -560,7 +537,7 @@ api_connector_create(struct api_ctx *c, struct sl_err *err)
 		json_object_object_add(detail, "direction", json_object_new_string(direction));
 	json_object_object_add(detail, "config", member_names(config, ""));
 	json_object_object_add(detail, "credentials", member_names(creds, ""));
-	rc = commit_change(c, "connector.create", 201, id, detail, err);
+	rc = api_commit_answer(c, "connector.create", 201, detail, "connector", connector_doc_sql, id, err);
 	if (!rc)
 		(void)!api_add_header(c->resp, "Location", "/api/v1/connectors/%s", id);
 out:
@@ -602,13 +579,8 @@ struct target {
 static int
 target_init(struct api_ctx *c, struct target *t, struct sl_err *err)
 {
-	int rc;
-
 	memset(t, 0, sizeof(*t));
-	rc = api_path_uuid(c->id, "connector", t->id, err);
-	if (!rc)
-		snprintf(c->target, sizeof(c->target), "connector:%s", t->id);
-	return rc;
+	return api_path_target(c, "connector", t->id, err);
 }
 
 /*
@@ -661,36 +633,37 @@ out:
 
 static const char *const update_fields[] = { "label", "config", "credentials", NULL };
 
-/*
- * Merges the given credentials into the stored secrets (load, merge, store),
- * also for a connector that needs a person: new credentials are how a
- * person fixes it.
- */
-static int
-merge_credentials(struct api_ctx *c, struct sl_db *db, struct sl_keyring *kr,
-                  const struct target *t, json_object *given, struct sl_err *err)
+int
+api_store_secrets(struct api_ctx *c, struct sl_db *db, struct sl_keyring *kr, const char *id,
+                  json_object *given, int merge, struct sl_err *err)
 {
 	json_object *secrets = NULL;
 	struct sl_cred_env env;
 	char actor[40];
-	int rc;
+	int rc = 0;
 
 	snprintf(actor, sizeof(actor), "key:%lld", c->key_id);
 	api_cred_env(c, db, kr, actor, &env);
-	rc = sl_credential_load(&env, t->id, SL_CRED_LOCK | SL_CRED_ANY_STATUS, &secrets, NULL, err);
-	if (rc == SL_ENOTFOUND) {
-		secrets = json_object_new_object();
-		rc = secrets ? 0 : oom(err);
-	} else if (rc) {
-		rc = api_secret_failure(err);
+	if (merge) {
+		rc = sl_credential_load(&env, id, SL_CRED_LOCK | SL_CRED_ANY_STATUS, &secrets, NULL, err);
+		if (rc == SL_ENOTFOUND)
+			rc = 0;
+		else if (rc)
+			rc = api_secret_failure(err);
+		if (rc)
+			goto out;
 	}
-	if (rc)
+	if (!secrets)
+		secrets = json_object_new_object();
+	if (!secrets) {
+		rc = oom(err);
 		goto out;
+	}
 	{
 		json_object_object_foreach(given, key, val)
 			json_object_object_add(secrets, key, json_object_get(val));
 	}
-	rc = sl_credential_store(&env, t->id, secrets, -1, 0, NULL, err);
+	rc = sl_credential_store(&env, id, secrets, -1, 0, NULL, err);
 	if (rc)
 		rc = api_secret_failure(err);
 out:
@@ -796,7 +769,7 @@ api_connector_update(struct api_ctx *c, struct sl_err *err)
 		goto out;
 
 	if (creds) {
-		rc = merge_credentials(c, db, kr, &t, creds, err);
+		rc = api_store_secrets(c, db, kr, t.id, creds, 1, err);
 		if (rc)
 			goto out;
 		params[0] = t.id;
@@ -836,7 +809,8 @@ api_connector_update(struct api_ctx *c, struct sl_err *err)
 	json_object_object_add(detail, "credentials", member_names(creds, ""));
 	if (creds)
 		json_object_object_add(detail, "previous_status", json_object_new_string(t.status));
-	rc = commit_change(c, "connector.update", 200, t.id, detail, err);
+	rc = api_commit_answer(c, "connector.update", 200, detail, "connector", connector_doc_sql, t.id,
+	                       err);
 out:
 	api_tx_end(c, rc);
 	PQclear(res);
@@ -924,7 +898,7 @@ set_enabled(struct api_ctx *c, int enable, struct sl_err *err)
 	}
 	json_object_object_add(detail, "changed", json_object_new_boolean(changed));
 	json_object_object_add(detail, "previous_status", json_object_new_string(t.status));
-	rc = commit_change(c, action, 200, t.id, detail, err);
+	rc = api_commit_answer(c, action, 200, detail, "connector", connector_doc_sql, t.id, err);
 out:
 	api_tx_end(c, rc);
 	PQclear(res);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/audit.h"
 #include "api/http.h"
 #include "api/job_input.h"
 #include "common/json.h"
@@ -152,4 +153,27 @@ api_path_uuid(const char *segment, const char *what, char id[API_UUID_TEXT], str
 		id[i] = (char)tolower((unsigned char)segment[i]);
 	id[36] = '\0';
 	return 0;
+}
+
+int
+api_path_target(struct api_ctx *c, const char *what, char id[API_UUID_TEXT], struct sl_err *err)
+{
+	int rc = api_path_uuid(c->id, what, id, err);
+
+	if (!rc)
+		snprintf(c->target, sizeof(c->target), "%s:%s", what, id);
+	return rc;
+}
+
+int
+api_commit_answer(struct api_ctx *c, const char *action, int status, json_object *detail,
+                  const char *what, const char *doc_sql, const char *id, struct sl_err *err)
+{
+	int rc = api_audit_one(c, action, "ok", status, c->target, detail, err);
+
+	if (!rc)
+		rc = api_respond_by_id(c, status, what, doc_sql, id, err);
+	if (!rc)
+		rc = api_tx_commit_audited(c, err);
+	return rc;
 }

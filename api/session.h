@@ -118,4 +118,21 @@ int api_path_id(const char *segment, const char *what, char id[API_ID_TEXT], str
 int api_path_uuid(const char *segment, const char *what, char id[API_UUID_TEXT],
                   struct sl_err *err) __attribute__((warn_unused_result));
 
+/*
+ * api_path_uuid() of c->id, which also names the call's target
+ * "<what>:<id>" (c->target, for its audit row).
+ */
+int api_path_target(struct api_ctx *c, const char *what, char id[API_UUID_TEXT],
+                    struct sl_err *err) __attribute__((warn_unused_result));
+
+/*
+ * The end of a change that answers with the resource: its audit row
+ * (action, outcome "ok", status, c->target, detail, which stays the
+ * caller's), the answer api_respond_by_id(c, status, what, doc_sql, id)
+ * builds, and COMMIT (api_tx_commit_audited).
+ */
+int api_commit_answer(struct api_ctx *c, const char *action, int status, json_object *detail,
+                      const char *what, const char *doc_sql, const char *id, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
 #endif

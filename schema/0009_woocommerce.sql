@@ -1071,6 +1071,34 @@ CREATE TRIGGER job_archive_woo_ended AFTER INSERT ON sluice.job_archive
     FOR EACH ROW WHEN (NEW.kind = 'woocommerce.sync' AND NEW.state <> 'done')
     EXECUTE FUNCTION sluice.woo_job_ended();
 
+-- A new sync_interval moves the queued scheduled run (and its job) to the
+-- last run's end plus the new interval, or now plus it when there was none.
+CREATE FUNCTION sluice.woo_interval_changed()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_due timestamptz;
+BEGIN
+    IF NEW.sync_interval = OLD.sync_interval THEN
+        RETURN NULL;
+    END IF;
+    v_due := coalesce((SELECT max(finished_at) FROM sluice.external_sync_run
+                        WHERE connector_id = NEW.connector_id), clock_timestamp()) + NEW.sync_interval;
+    WITH r AS (
+        UPDATE sluice.external_sync_run SET due_at = v_due
+         WHERE connector_id = NEW.connector_id AND status = 'queued' AND trigger = 'scheduled'
+        RETURNING job_id)
+    UPDATE sluice.job j SET run_at = greatest(v_due, clock_timestamp())
+      FROM r WHERE j.id = r.job_id AND j.state <> 'running';
+    UPDATE sluice.connector SET next_sync_at = v_due
+     WHERE id = NEW.connector_id AND deleted_at IS NULL
+       AND EXISTS (SELECT 1 FROM sluice.external_sync_run
+                    WHERE connector_id = NEW.connector_id AND status = 'queued' AND trigger = 'scheduled');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER external_sync_config_interval AFTER UPDATE OF sync_interval
+    ON sluice.external_sync_config FOR EACH ROW EXECUTE FUNCTION sluice.woo_interval_changed();
+
 -- ---- answers ------------------------------------------------------------------
 
 -- A run as the admin API shows it: {id, status, startedAt, finishedAt, stats, ...}.

@@ -40,6 +40,16 @@ struct t_api_resp {
 };
 
 /*
+ * Plants s (copied) as a string that from now on no answer or log of
+ * t_api_call() in this process may hold, on top of each request's secrets
+ * (at most 32; a test's setup plants its keys).  t_api_forget_all() empties
+ * the list; t_api_hidden() is it, NULL-terminated, for scanning rows.
+ */
+void t_api_never_show(const char *s);
+void t_api_forget_all(void);
+const char *const *t_api_hidden(void);
+
+/*
  * Runs sluice-api (t_api_bin) on rq; the answer lands in r, whose previous
  * contents are released first.  Fails the test unless the program exits 0
  * (and clean under ASan), no string of rq->secrets shows in its stdout or

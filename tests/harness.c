@@ -679,26 +679,34 @@ t_shop_stop(struct t_shop *s)
 }
 
 void
-t_fake_connector(PGconn *c, const char *url, long long org, const struct t_fake *fake, char *id)
+t_store_secrets(const char *url, const char *connector_id, json_object *secrets)
 {
 	struct sl_db *sdb = NULL;
 	struct sl_keyring *kr = NULL;
 	struct sl_cred_env env;
 	struct sl_err err;
-	json_object *secrets = json_object_new_object();
-	char config[128];
 
 	t_use_master_key();
-	snprintf(config, sizeof(config), "{\"base_url\": \"%s\"}", fake->url);
-	t_connector(c, org, "trustfile", config, id);
 	ck_assert_int_eq(sl_db_open(&sdb, url, "test", &err), 0);
 	ck_assert_int_eq(sl_keyring_from_env(&kr, &err), 0);
 	env = (struct sl_cred_env){ .db = sdb, .kr = kr, .actor = "test" };
-	json_object_object_add(secrets, "token", json_object_new_string("fake-bearer-token"));
-	ck_assert_int_eq(sl_credential_store(&env, id, secrets, -1, 0, NULL, &err), 0);
-	json_object_put(secrets);
+	ck_assert_msg(sl_credential_store(&env, connector_id, secrets, -1, 0, NULL, &err) == 0,
+	              "storing secrets: %s", err.msg);
 	sl_keyring_free(kr);
 	sl_db_free(sdb);
+}
+
+void
+t_fake_connector(PGconn *c, const char *url, long long org, const struct t_fake *fake, char *id)
+{
+	json_object *secrets = json_object_new_object();
+	char config[128];
+
+	snprintf(config, sizeof(config), "{\"base_url\": \"%s\"}", fake->url);
+	t_connector(c, org, "trustfile", config, id);
+	json_object_object_add(secrets, "token", json_object_new_string("fake-bearer-token"));
+	t_store_secrets(url, id, secrets);
+	json_object_put(secrets);
 	t_execf(c, "SELECT sluice.set_connector_status('%s', 'connected')", id);
 }
 

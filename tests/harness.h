@@ -152,6 +152,12 @@ json_object *t_fake_get(struct t_fake *f, const char *path);
 void t_fake_post(struct t_fake *f, const char *path, const char *json);
 
 /*
+ * Seals secrets (an object of secret fields) as the connector's, in the
+ * database at url, with the test master key (t_use_master_key()).
+ */
+void t_store_secrets(const char *url, const char *connector_id, json_object *secrets);
+
+/*
  * A connected trustfile connector of org in the database at url, whose API
  * is the fake (config.base_url) and whose secret is a bearer token: what a
  * job calling an outside system needs.  Uses the test master key

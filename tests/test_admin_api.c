@@ -25,17 +25,6 @@ static struct t_api_resp R;
 #define PLANTED_KEY    "ck_planted_7f3c9e1a_never_show_me_0123456789"
 #define PLANTED_SECRET "cs_planted_41d0b2aa_never_show_me_0123456789"
 #define WRONG_SECRET   "cs_wrong_9a8b7c6d_never_show_me_0123456789ab"
-#define MAX_SECRETS 16
-static char hidden[MAX_SECRETS][512];
-static int n_secrets;
-
-static void
-never_show(const char *s)
-{
-	if (s && *s && n_secrets < MAX_SECRETS)
-		snprintf(hidden[n_secrets++], sizeof(hidden[0]), "%s", s);
-}
-
 /*
  * Runs sluice-api on rq (tests/api_client.h) against this test's database,
  * logging at debug; the answer lands in R.  It must leak no secret.
@@ -43,16 +32,10 @@ never_show(const char *s)
 static void
 call(const struct t_api_req *rq)
 {
-	const char *secrets[MAX_SECRETS + 1];
 	struct t_api_req r = *rq;
-	int s;
 
-	for (s = 0; s < n_secrets; s++)
-		secrets[s] = hidden[s];
-	secrets[s] = NULL;
 	r.db_url = url;
 	r.log_level = "debug";
-	r.secrets = secrets;
 	t_api_call(&r, &R);
 }
 
@@ -143,24 +126,24 @@ audit_detail(const char *r, char *out, size_t n)
 static void
 assert_no_secret_in_rows(void)
 {
-	int s;
+	const char *const *s;
 
-	for (s = 0; s < n_secrets; s++) {
+	for (s = t_api_hidden(); *s; s++) {
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.audit"
 		                       " WHERE strpos(detail::text || coalesce(target, ''), $1) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.event WHERE strpos(data::text, $1) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.connector"
 		                       " WHERE strpos(config::text || label || coalesce(status_message, ''),"
-		                       "              $1) > 0", hidden[s], NULL), 0);
+		                       "              $1) > 0", *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.credential"
 		                       " WHERE position(convert_to($1, 'UTF8') IN ciphertext) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.external_sync_config"
-		                       " WHERE strpos(mappings_json::text, $1) > 0", hidden[s], NULL), 0);
+		                       " WHERE strpos(mappings_json::text, $1) > 0", *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.job WHERE strpos(payload::text, $1) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 	}
 }
 
@@ -200,13 +183,13 @@ static void
 setup(void)
 {
 	memset(&R, 0, sizeof(R));
-	n_secrets = 0;
-	never_show(PLANTED_KEY);
-	never_show(PLANTED_SECRET);
-	never_show(WRONG_SECRET);
-	never_show(T_SHOP_KEY);
-	never_show(T_SHOP_SECRET);
-	never_show(T_MASTER_KEY);
+	t_api_forget_all();
+	t_api_never_show(PLANTED_KEY);
+	t_api_never_show(PLANTED_SECRET);
+	t_api_never_show(WRONG_SECRET);
+	t_api_never_show(T_SHOP_KEY);
+	t_api_never_show(T_SHOP_SECRET);
+	t_api_never_show(T_MASTER_KEY);
 	t_use_master_key();
 	t_shop_start(&shop, NULL);
 	setenv("SLUICE_CA_FILE", shop.ca_file, 1);

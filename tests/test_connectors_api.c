@@ -28,17 +28,6 @@ static struct t_api_resp R;
 /* Strings that must never appear in an answer, a log line or a readable row. */
 #define PLANTED   "PlantedSecret-7f3c9e1a-never-show-me"
 #define PLANTED_2 "SecondSecret-41d0b2aa-never-show-me"
-#define MAX_SECRETS 16
-static char hidden[MAX_SECRETS][512];
-static int n_secrets;
-
-static void
-never_show(const char *s)
-{
-	if (s && *s && n_secrets < MAX_SECRETS)
-		snprintf(hidden[n_secrets++], sizeof(hidden[0]), "%s", s);
-}
-
 /*
  * Runs sluice-api on rq (tests/api_client.h) against this test's database,
  * logging at debug; the answer lands in R.  It must leak no secret.
@@ -46,16 +35,10 @@ never_show(const char *s)
 static void
 call(const struct t_api_req *rq)
 {
-	const char *secrets[MAX_SECRETS + 1];
 	struct t_api_req r = *rq;
-	int s;
 
-	for (s = 0; s < n_secrets; s++)
-		secrets[s] = hidden[s];
-	secrets[s] = NULL;
 	r.db_url = url;
 	r.log_level = "debug";
-	r.secrets = secrets;
 	t_api_call(&r, &R);
 }
 
@@ -152,22 +135,22 @@ assert_audit(const char *r, long long key_id, long long org, const char *action,
 static void
 assert_no_secret_in_rows(void)
 {
-	int s;
+	const char *const *s;
 
-	for (s = 0; s < n_secrets; s++) {
+	for (s = t_api_hidden(); *s; s++) {
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.audit"
 		                       " WHERE strpos(detail::text || coalesce(target, ''), $1) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.event WHERE strpos(data::text, $1) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.connector"
 		                       " WHERE strpos(config::text || label || coalesce(status_message, ''),"
-		                       "              $1) > 0", hidden[s], NULL), 0);
+		                       "              $1) > 0", *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.credential"
 		                       " WHERE position(convert_to($1, 'UTF8') IN ciphertext) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.jobs WHERE strpos(payload::text, $1) > 0",
-		                       hidden[s], NULL), 0);
+		                       *s, NULL), 0);
 	}
 }
 
@@ -187,11 +170,11 @@ static void
 setup(void)
 {
 	memset(&R, 0, sizeof(R));
-	n_secrets = 0;
-	never_show(PLANTED);
-	never_show(PLANTED_2);
+	t_api_forget_all();
+	t_api_never_show(PLANTED);
+	t_api_never_show(PLANTED_2);
 	t_use_master_key();
-	never_show(T_MASTER_KEY);
+	t_api_never_show(T_MASTER_KEY);
 	t_db_create(url, sizeof(url));
 	db = t_connect(url);
 	org_a = t_org(db, "org a");
@@ -1158,7 +1141,7 @@ setup_oauth(void)
 
 	setup();
 	t_oauth_start(&O);
-	never_show(O.client_secret);
+	t_api_never_show(O.client_secret);
 	cred_env_open(&env);
 	ck_assert_msg(sl_oauth_app_store(&env, org_a, "dv360", O.client_id, O.client_secret, &err) == 0,
 	              "%s", err.msg);
@@ -1200,7 +1183,7 @@ authorize(const char *authz, const char *state, char *code)
 
 	ck_assert_int_eq(t_oauth_authorize(&O, authz, code, 512, back_state, sizeof(back_state)), 0);
 	ck_assert_str_eq(back_state, state);
-	never_show(code);
+	t_api_never_show(code);
 }
 
 START_TEST(oauth_full_flow)
@@ -1255,8 +1238,8 @@ START_TEST(oauth_full_flow)
 	access = json_object_get_string(t_json_get(secrets, "access_token"));
 	ck_assert_ptr_nonnull(access);
 	ck_assert_ptr_nonnull(json_object_get_string(t_json_get(secrets, "refresh_token")));
-	never_show(access);
-	never_show(json_object_get_string(t_json_get(secrets, "refresh_token")));
+	t_api_never_show(access);
+	t_api_never_show(json_object_get_string(t_json_get(secrets, "refresh_token")));
 	json_object_put(secrets);
 	ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.credential WHERE connector_id = $1::uuid",
 	                       id, NULL), 1);

@@ -5,9 +5,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "adapters/credential.h"
-#include "common/db.h"
-#include "common/secret.h"
 #include "tests/harness.h"
 
 static char url[256], log_path[128];
@@ -38,29 +35,27 @@ teardown(void)
 	unlink(log_path);
 }
 
+/* Seals the shop keys as conn's credential. */
+static void
+store_keys(const char *key, const char *secret)
+{
+	json_object *secrets = json_object_new_object();
+
+	json_object_object_add(secrets, "consumer_key", json_object_new_string(key));
+	json_object_object_add(secrets, "consumer_secret", json_object_new_string(secret));
+	t_store_secrets(url, conn, secrets);
+	json_object_put(secrets);
+}
+
 /* A WooCommerce connector of org on base_url with keys, its sync config paged by page_size. */
 static void
 woo_connector(const char *base_url, const char *key, const char *secret, int page_size)
 {
-	struct sl_db *sdb = NULL;
-	struct sl_keyring *kr = NULL;
-	struct sl_cred_env env;
-	struct sl_err err;
-	json_object *secrets = json_object_new_object();
 	char config[256];
 
-	t_use_master_key();
 	snprintf(config, sizeof(config), "{\"base_url\": \"%s\", \"currency\": \"eur\"}", base_url);
 	t_connector(db, org, "woocommerce", config, conn);
-	ck_assert_int_eq(sl_db_open(&sdb, url, "test", &err), 0);
-	ck_assert_int_eq(sl_keyring_from_env(&kr, &err), 0);
-	env = (struct sl_cred_env){ .db = sdb, .kr = kr, .actor = "test" };
-	json_object_object_add(secrets, "consumer_key", json_object_new_string(key));
-	json_object_object_add(secrets, "consumer_secret", json_object_new_string(secret));
-	ck_assert_int_eq(sl_credential_store(&env, conn, secrets, -1, 0, NULL, &err), 0);
-	json_object_put(secrets);
-	sl_keyring_free(kr);
-	sl_db_free(sdb);
+	store_keys(key, secret);
 	t_execf(db, "INSERT INTO sluice.external_sync_config (connector_id, page_size) VALUES ('%s', %d)",
 	        conn, page_size);
 }
@@ -498,23 +493,7 @@ START_TEST(permanent_failures)
 	/* WooCommerce gone from the URL. */
 	t_fake_post(&shop.control, "/__control/root_404", "true");
 	t_execf(db, "SELECT sluice.set_connector_status('%s', 'pending')", conn);
-	{
-		struct sl_db *sdb = NULL;
-		struct sl_keyring *kr = NULL;
-		struct sl_cred_env env;
-		struct sl_err err;
-		json_object *secrets = json_object_new_object();
-
-		ck_assert_int_eq(sl_db_open(&sdb, url, "test", &err), 0);
-		ck_assert_int_eq(sl_keyring_from_env(&kr, &err), 0);
-		env = (struct sl_cred_env){ .db = sdb, .kr = kr, .actor = "test" };
-		json_object_object_add(secrets, "consumer_key", json_object_new_string(T_SHOP_KEY));
-		json_object_object_add(secrets, "consumer_secret", json_object_new_string(T_SHOP_SECRET));
-		ck_assert_int_eq(sl_credential_store(&env, conn, secrets, -1, 0, NULL, &err), 0);
-		json_object_put(secrets);
-		sl_keyring_free(kr);
-		sl_db_free(sdb);
-	}
+	store_keys(T_SHOP_KEY, T_SHOP_SECRET);
 	request_sync(run);
 	ck_assert(await_run(run, "failed"));
 	stop(w);
@@ -652,6 +631,18 @@ START_TEST(one_run_at_a_time)
 	                 " sync_orders) SELECT org_id, connector_id, 'manual', true, true FROM sluice.external_sync_run");
 	ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23505");
 	PQclear(res);
+	/* A new interval moves the next scheduled run (after the manual one ends). */
+	t_execf(db, "SELECT sluice.woo_finish_run('%s', NULL)", a);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.external_sync_run WHERE status = 'queued'"
+	                           " AND trigger = 'scheduled' AND due_at > now() + interval '23 hours'"), 1);
+	t_execf(db, "UPDATE sluice.external_sync_config SET sync_interval = '1 hour' WHERE connector_id = '%s'", conn);
+	ck_assert_int_eq(t_int(db, "SELECT count(*) FROM sluice.external_sync_run r JOIN sluice.job j ON j.id = r.job_id"
+	                           " WHERE r.status = 'queued' AND r.trigger = 'scheduled'"
+	                           " AND r.due_at BETWEEN now() + interval '59 minutes' AND now() + interval '61 minutes'"
+	                           " AND coalesce(j.gate_after, j.run_at) = r.due_at"), 1);
+	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM sluice.connector c JOIN sluice.external_sync_run r"
+	                        " ON r.connector_id = c.id AND r.status = 'queued' WHERE c.id = '%s'"
+	                        " AND c.next_sync_at = r.due_at", conn), 1);
 	/* Not a WooCommerce connector: no run. */
 	ck_assert_int_eq(t_intf(db, "SELECT count(*) FROM (SELECT sluice.woo_request_sync(id, 'manual') AS r"
 	                        " FROM sluice.connector WHERE id <> '%s') x WHERE r IS NOT NULL", conn), 0);
