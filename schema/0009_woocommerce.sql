@@ -855,6 +855,21 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
       FROM sluice.external_sync_config cfg WHERE cfg.connector_id = r.connector_id;
 $$;
 
+-- The call a cursor points at (DESIGN 3): a page of a product's
+-- variations while some are left to read, else of the entity's list, with
+-- modified_after for a delta read.
+CREATE FUNCTION sluice.woo_cursor_call(cur jsonb, OUT path text, OUT page integer,
+                                       OUT modified_after text)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN jsonb_array_length(cur -> 'parents') > 0
+                THEN format('products/%s/variations', cur -> 'parents' ->> 0)
+                WHEN cur ->> 'entity' = 'product' THEN 'products' ELSE 'orders' END,
+           CASE WHEN jsonb_array_length(cur -> 'parents') > 0 THEN (cur ->> 'vpage')::integer
+                ELSE (cur ->> 'page')::integer END,
+           CASE WHEN jsonb_array_length(cur -> 'parents') = 0
+                THEN cur -> 'modified_after' ->> (cur ->> 'entity') END;
+$$;
+
 -- The call a run's job is to make next (DESIGN 3): its path under
 -- /wp-json/wc/v3, page, page size and modified_after (NULL: everything).
 -- Starts the run on its first call.  No row when the job has nothing to do:
@@ -886,15 +901,10 @@ BEGIN
         PERFORM sluice.woo_finish_run(p_run, NULL);
         RETURN;
     END IF;
-    RETURN QUERY SELECT r.connector_id,
-        CASE WHEN jsonb_array_length(cur -> 'parents') > 0
-             THEN format('products/%s/variations', cur -> 'parents' ->> 0)
-             WHEN cur ->> 'entity' = 'product' THEN 'products' ELSE 'orders' END,
-        CASE WHEN jsonb_array_length(cur -> 'parents') > 0 THEN (cur ->> 'vpage')::integer
-             ELSE (cur ->> 'page')::integer END,
-        (SELECT page_size FROM sluice.external_sync_config c WHERE c.connector_id = r.connector_id),
-        CASE WHEN jsonb_array_length(cur -> 'parents') > 0 THEN NULL
-             ELSE cur -> 'modified_after' ->> (cur ->> 'entity') END;
+    RETURN QUERY SELECT r.connector_id, c.path, c.page,
+        (SELECT page_size FROM sluice.external_sync_config x WHERE x.connector_id = r.connector_id),
+        c.modified_after
+      FROM sluice.woo_cursor_call(cur) c;
 END $$;
 
 -- Adds a page's counts to a run's stats: {"product": {"pages", "fetched",
@@ -931,11 +941,12 @@ DECLARE
     v_parents jsonb := '[]';
     v_job     bigint;
 BEGIN
-    SELECT * INTO r FROM sluice.external_sync_run WHERE id = p_run AND status = 'running' FOR UPDATE;
+    SELECT * INTO r FROM sluice.external_sync_run
+     WHERE id = p_run AND status = 'running' AND job_id = p_job FOR UPDATE;
     IF NOT FOUND THEN
         RETURN 'skipped';
     END IF;
-    SELECT * INTO nxt FROM sluice.woo_sync_next(p_run, p_job, r.org_id);
+    SELECT * INTO nxt FROM sluice.woo_cursor_call(r.cursor);
     IF nxt.path IS DISTINCT FROM p_path OR nxt.page IS DISTINCT FROM p_page THEN
         RETURN 'skipped';
     END IF;

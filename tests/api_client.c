@@ -332,3 +332,84 @@ t_api_assert_error(const struct t_api_resp *r, int status, const char *code, con
 		ck_assert_int_eq(json_object_object_length(e), 3);
 	}
 }
+
+int
+t_api_bool(const struct t_api_resp *r, const char *path)
+{
+	json_object *v = t_json_get(r->json, path);
+
+	ck_assert_msg(v && json_object_is_type(v, json_type_boolean), "%s is not a boolean in %s",
+	              path, r->body);
+	return json_object_get_boolean(v);
+}
+
+int
+t_api_is_null(const struct t_api_resp *r, const char *path)
+{
+	json_object *v = NULL, *parent = r->json;
+	const char *dot = strrchr(path, '.');
+	char head[256];
+
+	if (dot) {
+		snprintf(head, sizeof(head), "%.*s", (int)(dot - path), path);
+		parent = t_json_get(r->json, head);
+		path = dot + 1;
+	}
+	return parent && json_object_object_get_ex(parent, path, &v) && v == NULL;
+}
+
+size_t
+t_api_len(const struct t_api_resp *r, const char *path)
+{
+	json_object *v = *path ? t_json_get(r->json, path) : r->json;
+
+	ck_assert_msg(v != NULL, "%s is missing in %s", path, r->body);
+	return json_object_is_type(v, json_type_array) ? json_object_array_length(v)
+	                                               : (size_t)json_object_object_length(v);
+}
+
+const char *
+t_api_request_id(const struct t_api_resp *r)
+{
+	static char id[80];
+
+	snprintf(id, sizeof(id), "%s", t_api_hdr(r, "X-Request-Id"));
+	return id;
+}
+
+void
+t_api_assert_audit(PGconn *db, const char *request_id, long long key_id, long long org,
+                   const char *action, const char *target, const char *outcome, int status)
+{
+	char got[512], want[512];
+
+	t_text_p(db, "SELECT concat_ws('|', actor, action, coalesce(target, '-'), outcome, http_status,"
+	         "                 org_id)"
+	         "  FROM sluice.audit WHERE request_id = $1 AND action NOT LIKE 'credential.%'",
+	         request_id, NULL, got, sizeof(got));
+	snprintf(want, sizeof(want), "key:%lld|%s|%s|%s|%d|%lld", key_id, action,
+	         target ? target : "-", outcome, status, org);
+	ck_assert_str_eq(got, want);
+}
+
+void
+t_api_assert_secrets_absent(PGconn *db)
+{
+	static const char *const where[] = {
+		"SELECT count(*) FROM sluice.audit WHERE strpos(detail::text || coalesce(target, ''), $1) > 0",
+		"SELECT count(*) FROM sluice.event WHERE strpos(data::text, $1) > 0",
+		"SELECT count(*) FROM sluice.connector"
+		" WHERE strpos(config::text || label || coalesce(status_message, ''), $1) > 0",
+		"SELECT count(*) FROM sluice.credential WHERE position(convert_to($1, 'UTF8') IN ciphertext) > 0",
+		"SELECT count(*) FROM sluice.external_sync_config WHERE strpos(mappings_json::text, $1) > 0",
+		"SELECT count(*) FROM sluice.jobs WHERE strpos(payload::text, $1) > 0",
+	};
+	const char *const *s;
+	size_t i;
+
+	for (s = t_api_hidden(); *s; s++) {
+		for (i = 0; i < sizeof(where) / sizeof(where[0]); i++)
+			ck_assert_msg(t_int_p(db, where[i], *s, NULL) == 0, "a planted secret is readable: %s",
+			              where[i]);
+	}
+}

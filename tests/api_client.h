@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <json-c/json.h>
+#include <libpq-fe.h>
 
 /*
  * One request, the way a web server makes it (RFC 3875): meta-variables in
@@ -75,6 +76,33 @@ const char *t_api_str(const struct t_api_resp *r, const char *path);
 
 /* The integer at path in r's JSON body; fails the test when it is not one. */
 long long t_api_int(const struct t_api_resp *r, const char *path);
+
+/* The boolean at path in r's JSON body; fails the test when it is not one. */
+int t_api_bool(const struct t_api_resp *r, const char *path);
+
+/* Whether the member at path of r's JSON body is present and null (not merely absent). */
+int t_api_is_null(const struct t_api_resp *r, const char *path);
+
+/* Members of the array or object at path of r's JSON body ("" is the body); fails when absent. */
+size_t t_api_len(const struct t_api_resp *r, const char *path);
+
+/* r's X-Request-Id, copied into a static buffer the next call overwrites. */
+const char *t_api_request_id(const struct t_api_resp *r);
+
+/*
+ * Fails the test unless the audit row of request request_id (credential
+ * decrypts aside) in db is "key:<key_id>|action|target or -|outcome|status|org".
+ */
+void t_api_assert_audit(PGconn *db, const char *request_id, long long key_id, long long org,
+                        const char *action, const char *target, const char *outcome, int status);
+
+/*
+ * Fails the test if any planted secret (t_api_never_show) is readable in
+ * db: audit rows, events, connectors' config, label and status message,
+ * credential ciphertexts, sync configs' mappings, jobs' payloads (live and
+ * archived).
+ */
+void t_api_assert_secrets_absent(PGconn *db);
 
 /*
  * Fails the test unless r is exactly the error answer of the API's policy:

@@ -678,22 +678,50 @@ t_shop_stop(struct t_shop *s)
 	s->pid = 0;
 }
 
-void
-t_store_secrets(const char *url, const char *connector_id, json_object *secrets)
+/* A credential environment on url with the test master key; cred_env_close() releases it. */
+static void
+cred_env_open(struct sl_cred_env *env, const char *url)
 {
-	struct sl_db *sdb = NULL;
-	struct sl_keyring *kr = NULL;
-	struct sl_cred_env env;
 	struct sl_err err;
 
 	t_use_master_key();
-	ck_assert_int_eq(sl_db_open(&sdb, url, "test", &err), 0);
-	ck_assert_int_eq(sl_keyring_from_env(&kr, &err), 0);
-	env = (struct sl_cred_env){ .db = sdb, .kr = kr, .actor = "test" };
+	memset(env, 0, sizeof(*env));
+	ck_assert_msg(sl_db_open(&env->db, url, "test", &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(sl_keyring_from_env(&env->kr, &err), 0);
+	env->actor = "test";
+}
+
+static void
+cred_env_close(struct sl_cred_env *env)
+{
+	sl_keyring_free(env->kr);
+	sl_db_free(env->db);
+}
+
+void
+t_store_secrets(const char *url, const char *connector_id, json_object *secrets)
+{
+	struct sl_cred_env env;
+	struct sl_err err;
+
+	cred_env_open(&env, url);
 	ck_assert_msg(sl_credential_store(&env, connector_id, secrets, -1, 0, NULL, &err) == 0,
 	              "storing secrets: %s", err.msg);
-	sl_keyring_free(kr);
-	sl_db_free(sdb);
+	cred_env_close(&env);
+}
+
+json_object *
+t_load_secrets(const char *url, const char *connector_id)
+{
+	struct sl_cred_env env;
+	struct sl_err err;
+	json_object *secrets = NULL;
+
+	cred_env_open(&env, url);
+	ck_assert_msg(sl_credential_load(&env, connector_id, SL_CRED_ANY_STATUS, &secrets, NULL,
+	                                 &err) == 0, "loading secrets: %s", err.msg);
+	cred_env_close(&env);
+	return secrets;
 }
 
 void

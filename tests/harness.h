@@ -157,6 +157,9 @@ void t_fake_post(struct t_fake *f, const char *path, const char *json);
  */
 void t_store_secrets(const char *url, const char *connector_id, json_object *secrets);
 
+/* The connector's secrets as a worker opens them (json_object_put them), whatever its status. */
+json_object *t_load_secrets(const char *url, const char *connector_id);
+
 /*
  * A connected trustfile connector of org in the database at url, whose API
  * is the fake (config.base_url) and whose secret is a bearer token: what a

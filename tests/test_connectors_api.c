@@ -62,97 +62,14 @@ call_query(const char *path, const char *query, const char *key)
 #define assert_error(status, code, field) t_api_assert_error(&R, (status), (code), (field))
 #define q_int(sql, p1, p2)                t_int_p(db, (sql), (p1), (p2))
 #define q_text(sql, p1, p2, out, n)       t_text_p(db, (sql), (p1), (p2), (out), (n))
-
-static int
-jbool(const char *path)
-{
-	json_object *v = t_json_get(R.json, path);
-
-	ck_assert_msg(v && json_object_is_type(v, json_type_boolean), "%s is not a boolean in %s",
-	              path, R.body);
-	return json_object_get_boolean(v);
-}
-
-static int
-jnull(const char *path)
-{
-	json_object *v = NULL;
-	json_object *parent = R.json;
-	const char *dot = strrchr(path, '.');
-	char head[256];
-
-	if (dot) {
-		snprintf(head, sizeof(head), "%.*s", (int)(dot - path), path);
-		parent = t_json_get(R.json, head);
-		path = dot + 1;
-	}
-	/* Present, and null: not merely absent. */
-	return parent && json_object_object_get_ex(parent, path, &v) && v == NULL;
-}
-
-static size_t
-jlen(const char *path)
-{
-	json_object *v = t_json_get(R.json, path);
-
-	ck_assert_msg(v != NULL, "%s is missing in %s", path, R.body);
-	return json_object_is_type(v, json_type_array) ? json_object_array_length(v)
-	                                               : (size_t)json_object_object_length(v);
-}
-
-/* The request id of the last answer, copied. */
-static const char *
-rid(void)
-{
-	static char id[80];
-
-	snprintf(id, sizeof(id), "%s", t_api_hdr(&R, "X-Request-Id"));
-	return id;
-}
-
-/* The audit row of request id r: "actor|action|target|outcome|status|org". */
-static void
-audit_of(const char *r, char *out, size_t n)
-{
-	q_text("SELECT concat_ws('|', actor, action, coalesce(target, '-'), outcome, http_status, org_id)"
-	       "  FROM sluice.audit WHERE request_id = $1 AND action NOT LIKE 'credential.%'",
-	       r, NULL, out, n);
-}
-
-static void
-assert_audit(const char *r, long long key_id, long long org, const char *action,
-             const char *target, const char *outcome, int status)
-{
-	char got[512], want[512];
-
-	audit_of(r, got, sizeof(got));
-	snprintf(want, sizeof(want), "key:%lld|%s|%s|%s|%d|%lld", key_id, action,
-	         target ? target : "-", outcome, status, org);
-	ck_assert_str_eq(got, want);
-}
-
-/* No secret anywhere a reader of the database or of the API could look. */
-static void
-assert_no_secret_in_rows(void)
-{
-	const char *const *s;
-
-	for (s = t_api_hidden(); *s; s++) {
-		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.audit"
-		                       " WHERE strpos(detail::text || coalesce(target, ''), $1) > 0",
-		                       *s, NULL), 0);
-		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.event WHERE strpos(data::text, $1) > 0",
-		                       *s, NULL), 0);
-		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.connector"
-		                       " WHERE strpos(config::text || label || coalesce(status_message, ''),"
-		                       "              $1) > 0", *s, NULL), 0);
-		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.credential"
-		                       " WHERE position(convert_to($1, 'UTF8') IN ciphertext) > 0",
-		                       *s, NULL), 0);
-		ck_assert_int_eq(q_int("SELECT count(*) FROM sluice.jobs WHERE strpos(payload::text, $1) > 0",
-		                       *s, NULL), 0);
-	}
-}
+#define jbool(path)                       t_api_bool(&R, (path))
+#define jnull(path)                       t_api_is_null(&R, (path))
+#define jlen(path)                        t_api_len(&R, (path))
+#define rid()                             t_api_request_id(&R)
+#define assert_audit(r, key, org, action, target, outcome, status) \
+	t_api_assert_audit(db, (r), (key), (org), (action), (target), (outcome), (status))
+#define assert_no_secret_in_rows()        t_api_assert_secrets_absent(db)
+#define stored_secrets(id)                t_load_secrets(url, (id))
 
 /* Rows of table (an identifier we write) that belong to org. */
 static long long
@@ -292,21 +209,6 @@ cred_env_close(struct sl_cred_env *env)
 	sl_db_free(env->db);
 	sl_keyring_free(env->kr);
 	memset(env, 0, sizeof(*env));
-}
-
-/* Opens a connector's secrets as a worker would, for exact assertions on what is stored. */
-static json_object *
-stored_secrets(const char *connector_id)
-{
-	struct sl_cred_env env;
-	struct sl_err err;
-	json_object *secrets = NULL;
-
-	cred_env_open(&env);
-	ck_assert_msg(sl_credential_load(&env, connector_id, 0, &secrets, NULL, &err) == 0, "%s",
-	              err.msg);
-	cred_env_close(&env);
-	return secrets;
 }
 
 /* ---- CRUD ---------------------------------------------------------------- */

@@ -111,3 +111,23 @@ out:
 	sl_http_response_release(&resp);
 	return rc;
 }
+
+int
+sl_store_page(struct sl_db *db, const char *sql, int nparams, const char *const *params,
+              const char *what, const char **outcome, struct sl_err *err)
+{
+	PGresult *res = NULL;
+	const char *v;
+	int rc;
+
+	rc = sl_db_query(db, &res, sql, nparams, params, err);
+	if (rc && err->code == SL_EDB && !strncmp(err->sqlstate, "22", 2))
+		rc = sl_err_set(err, SL_EHTTP, SL_RETRY_BACKOFF, "%s: %s", what, err->msg);
+	if (!rc) {
+		v = sl_pg_get(res, 0, "outcome");
+		*outcome = !v ? "skipped" : !strcmp(v, "completed") ? "completed"
+		         : !strcmp(v, "stored") ? "stored" : "skipped";
+	}
+	PQclear(res);
+	return rc;
+}

@@ -33,4 +33,16 @@ int sl_run_connector_check(struct sl_jobctx *ctx, const struct sl_job *job,
 void sl_connector_quota_check(struct sl_db *db, const struct sl_job *job,
                               const struct sl_http_response *resp);
 
+/*
+ * Hands a page from a provider to the SQL that stores it: runs sql, whose
+ * one column "outcome" is 'stored', 'completed' or 'skipped', and sets
+ * *outcome to that (a static string).  The page reaches PostgreSQL as text
+ * and is parsed there (jsonb): a page that is not JSON, or not what the
+ * store function takes (SQLSTATE class 22), is the provider's fault, so
+ * SL_EHTTP with SL_RETRY_BACKOFF and the message "<what>: <PostgreSQL's>".
+ */
+int sl_store_page(struct sl_db *db, const char *sql, int nparams, const char *const *params,
+                  const char *what, const char **outcome, struct sl_err *err)
+	__attribute__((warn_unused_result));
+
 #endif

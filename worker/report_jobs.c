@@ -59,29 +59,15 @@ static int
 page_store(struct sl_db *db, const struct sl_job *job, const char *batch, long long page,
            long long total, const struct sl_buf *body, const char **outcome, struct sl_err *err)
 {
-	char id[24], page_s[24], total_s[24];
+	char id[24], page_s[24], total_s[24], what[64];
 	const char *params[] = { batch, page_s, id, total_s, body->data ? body->data : "" };
-	PGresult *res = NULL;
-	const char *v;
-	int rc;
 
 	snprintf(id, sizeof(id), "%lld", job->id);
 	snprintf(page_s, sizeof(page_s), "%lld", page);
 	snprintf(total_s, sizeof(total_s), "%lld", total);
-	rc = sl_db_query(db, &res, "SELECT sluice.fetch_page_store($1::uuid, $2::integer, $3::bigint,"
-	                 " $4::integer, $5::jsonb) AS outcome", 5, params, err);
-	if (rc && err->code == SL_EDB && !strncmp(err->sqlstate, "22", 2)) {
-		/* Not JSON, or not an array of objects: the provider's page, not our SQL. */
-		rc = sl_err_set(err, SL_EHTTP, SL_RETRY_BACKOFF, "report page %lld is not a JSON "
-		                "array of row objects (%s)", page, err->msg);
-	}
-	if (!rc) {
-		v = sl_pg_get(res, 0, "outcome");
-		*outcome = !v ? "skipped" : !strcmp(v, "completed") ? "completed"
-		         : !strcmp(v, "stored") ? "stored" : "skipped";
-	}
-	PQclear(res);
-	return rc;
+	snprintf(what, sizeof(what), "report page %lld is not a JSON array of row objects", page);
+	return sl_store_page(db, "SELECT sluice.fetch_page_store($1::uuid, $2::integer, $3::bigint,"
+	                     " $4::integer, $5::jsonb) AS outcome", 5, params, what, outcome, err);
 }
 
 int

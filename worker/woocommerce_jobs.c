@@ -106,31 +106,19 @@ static int
 store_page(struct sl_db *db, const struct sl_job *job, const char *run, const struct next_call *call,
            long long pages, const struct sl_woo_page *pg, const char **outcome, struct sl_err *err)
 {
-	char id[24], pages_s[24], time_s[24];
+	char id[24], pages_s[24], time_s[24], what[160];
 	const char *params[] = { run, id, call->path, call->page, pages_s,
 	                         pg->server_time >= 0 ? time_s : NULL,
 	                         pg->resp.body.data ? pg->resp.body.data : "" };
-	PGresult *res = NULL;
-	const char *v;
-	int rc;
 
 	snprintf(id, sizeof(id), "%lld", job->id);
 	snprintf(pages_s, sizeof(pages_s), "%lld", pages);
 	snprintf(time_s, sizeof(time_s), "%lld", pg->server_time);
-	rc = sl_db_query(db, &res, "SELECT sluice.woo_sync_store($1::uuid, $2::bigint, $3, $4::integer,"
-	                 " $5::integer, to_timestamp($6::bigint), $7::jsonb) AS outcome", 7, params, err);
-	if (rc && err->code == SL_EDB && !strncmp(err->sqlstate, "22", 2)) {
-		/* Not JSON, or not a list: the shop's page, not our SQL.  Worth another try. */
-		rc = sl_err_set(err, SL_EHTTP, SL_RETRY_BACKOFF, "WooCommerce sent a malformed page "
-		                "(%s page %s): %s", call->path, call->page, err->msg);
-	}
-	if (!rc) {
-		v = sl_pg_get(res, 0, "outcome");
-		*outcome = !v ? "skipped" : !strcmp(v, "completed") ? "completed"
-		         : !strcmp(v, "stored") ? "stored" : "skipped";
-	}
-	PQclear(res);
-	return rc;
+	snprintf(what, sizeof(what), "WooCommerce sent a malformed page (%.100s page %s)", call->path,
+	         call->page);
+	return sl_store_page(db, "SELECT sluice.woo_sync_store($1::uuid, $2::bigint, $3, $4::integer,"
+	                     " $5::integer, to_timestamp($6::bigint), $7::jsonb) AS outcome", 7, params,
+	                     what, outcome, err);
 }
 
 int
